@@ -1,0 +1,163 @@
+"""Alert lifecycle: findings in, alert state changes (opened / updated / resolved) out.
+
+One open alert per (entity, detector). Its id is deterministic — a hash of entity, detector
+and the window that opened it — so at-least-once redelivery never pages twice, and a finding
+for a window that was already processed is ignored.
+
+Examples
+--------
+>>> from detectors.findings import Finding
+>>> book = AlertBook(window_s=60, quiet_windows=2)
+>>> f = Finding("account", "a1", "account_baseline", 0, 60, 9.0, 6.0, "warning")
+>>> book.observe(f)["state"]
+'opened'
+>>> book.observe(f) is None  # redelivered: same window, nothing new
+True
+>>> [c["state"] for c in book.tick(60 + 2 * 60)]
+['resolved']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.findings import Finding, severity_rank
+
+__all__ = ["AlertBook", "alert_id"]
+
+AlertKey = tuple[str, str, str]
+
+
+def alert_id(entity_type: str, entity_id: str, detector: str, window_start: float) -> str:
+    """Deterministic id of the alert that ``window_start`` opened."""
+    raw = f"{entity_type}|{entity_id}|{detector}|{int(window_start)}".encode()
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class _Open:
+    alert_id: str
+    opened_ts: float
+    last_window_end: float
+    severity: str
+    score: float
+    member_count: int | None
+    last: Finding
+
+
+class AlertBook:
+    """Keep open alerts, update them on new findings and resolve them after quiet windows.
+
+    Parameters
+    ----------
+    window_s
+        Window length, used to count quiet windows in event time.
+    quiet_windows
+        Windows without a finding after which an open alert is resolved.
+    max_members
+        Cap on the member list carried by cluster alerts.
+    update_ratio
+        An open alert emits ``updated`` when its score or member count changes by at least
+        this fraction, or its severity changes; smaller changes are folded in silently so a
+        long campaign does not flood the ``alerts`` topic.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        quiet_windows: int = 3,
+        max_members: int = 10_000,
+        update_ratio: float = 0.2,
+    ) -> None:
+        self.window_s = window_s
+        self.quiet_windows = quiet_windows
+        self.max_members = max_members
+        self.update_ratio = update_ratio
+        self._open: dict[AlertKey, _Open] = {}
+        # Newest window end processed per key, kept after resolution (until pruned) so that a
+        # redelivered old finding cannot open a second alert.
+        self._done_until: dict[AlertKey, float] = {}
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def open_by_severity(self) -> dict[str, int]:
+        out = {"info": 0, "warning": 0, "critical": 0}
+        for o in self._open.values():
+            out[o.severity] += 1
+        return out
+
+    def _change(self, state: str, o: _Open, ts: float) -> dict[str, Any]:
+        f = o.last
+        out: dict[str, Any] = {
+            "alert_id": o.alert_id,
+            "state": state,
+            "entity_type": f.entity_type,
+            "entity_id": f.entity_id,
+            "detector": f.detector,
+            "severity": o.severity,
+            "ts": ts,
+            "opened_ts": o.opened_ts,
+            "window_start": f.window_start,
+            "window_end": f.window_end,
+            "score": round(o.score, 4),
+            "threshold": f.threshold,
+            "evidence": f.evidence,
+        }
+        if f.entity_type == "cluster":
+            out["member_count"] = f.member_count or 0
+            out["members"] = (f.members or [])[: self.max_members]
+        return out
+
+    def observe(self, f: Finding) -> dict[str, Any] | None:
+        """Fold one finding in; return the state change it causes, if any."""
+        key = (f.entity_type, f.entity_id, f.detector)
+        if f.window_end <= self._done_until.get(key, float("-inf")):
+            return None
+        self._done_until[key] = f.window_end
+        o = self._open.get(key)
+        if o is None:
+            o = _Open(
+                alert_id(f.entity_type, f.entity_id, f.detector, f.window_start),
+                f.window_end,
+                f.window_end,
+                f.severity,
+                f.score,
+                f.member_count,
+                f,
+            )
+            self._open[key] = o
+            return self._change("opened", o, f.window_end)
+        o.last_window_end = f.window_end
+        o.last = f
+        changed = severity_rank(f.severity) > severity_rank(o.severity)
+        if changed:
+            o.severity = f.severity
+        if abs(f.score - o.score) >= self.update_ratio * max(abs(o.score), 1e-9):
+            o.score = f.score
+            changed = True
+        if f.member_count is not None and abs(f.member_count - (o.member_count or 0)) >= (
+            self.update_ratio * max(o.member_count or 0, 1)
+        ):
+            o.member_count = f.member_count
+            changed = True
+        return self._change("updated", o, f.window_end) if changed else None
+
+    def tick(self, watermark: float) -> list[dict[str, Any]]:
+        """Resolve alerts quiet for ``quiet_windows`` windows of event time before
+        ``watermark``; prune dedupe memory that is too old to matter."""
+        horizon = self.quiet_windows * self.window_s
+        out = []
+        for key, o in list(self._open.items()):
+            if watermark >= o.last_window_end + horizon:
+                del self._open[key]
+                out.append(self._change("resolved", o, watermark))
+        if len(self._done_until) > 4 * len(self._open) + 1024:
+            # Findings older than a day of event time are never redelivered in practice.
+            cutoff = watermark - 86400
+            for key in [k for k, t in self._done_until.items() if t < cutoff]:
+                del self._done_until[key]
+        return out

@@ -1,0 +1,46 @@
+"""Findings: what a detector says about one entity in one window, with its evidence."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = ["SEVERITIES", "EntityType", "Finding", "Severity", "severity_rank"]
+
+EntityType = Literal["account", "cluster"]
+Severity = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+def severity_rank(severity: str) -> int:
+    """0 for info, 1 for warning, 2 for critical."""
+    return SEVERITIES.index(severity)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class Finding:
+    """A detector's verdict on one entity for one closed window.
+
+    ``evidence`` is a plain JSON-ready dict: at least ``features``, ``baseline``,
+    ``score``, ``threshold`` and ``signals`` (contributing signals, strongest first).
+    Cluster findings also carry ``member_count`` and a capped ``members`` sample.
+    """
+
+    entity_type: EntityType
+    entity_id: str
+    detector: str
+    window_start: float
+    window_end: float
+    score: float
+    threshold: float
+    severity: Severity
+    evidence: dict[str, Any] = field(default_factory=dict)
+    member_count: int | None = None
+    members: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(**d)
