@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         try:
             importlib.import_module(module).add_arguments(p)
         except ModuleNotFoundError as err:
-            if err.name != module:
+            # Only the command's own module may be missing; a missing dependency is a bug.
+            if err.name is None or not (module + ".").startswith(err.name + "."):
                 raise
             p.set_defaults(_missing=True)
     return parser
