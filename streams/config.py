@@ -79,6 +79,11 @@ class WindowsConfig(_Section):
     timer_s: float = Field(
         1.0, gt=0, description="Wall-clock tick that closes windows when traffic goes quiet"
     )
+    idle_partition_s: float = Field(
+        10.0,
+        gt=0,
+        description="A partition silent this long (wall clock) stops holding the watermark back",
+    )
 
 
 class DetectionConfig(_Section):

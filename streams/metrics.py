@@ -1,0 +1,115 @@
+"""Every Prometheus metric distillwatch exports, declared once (docs/metrics.md lists them).
+
+Label values come from small fixed sets (reasons, detectors, severities, states, partitions):
+never an account id, IP or fingerprint.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detectors.events import REASONS
+from detectors.findings import SEVERITIES
+
+__all__ = ["Metrics"]
+
+# Event time to finding: a window closes lateness_s after its end, plus the tick interval.
+_LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600)
+
+
+class Metrics(NamedTuple):
+    events_consumed: Counter
+    events_valid: Counter
+    events_invalid: Counter
+    events_late: Counter
+    events_duplicate: Counter
+    windows_closed: Counter
+    findings: Counter
+    alerts: Counter
+    alerts_open: Gauge
+    finding_latency: Histogram
+    consumer_lag: Gauge
+    active_accounts: Gauge
+    watermark: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> Metrics:
+        m = cls(
+            events_consumed=Counter(
+                f"{prefix}_events_consumed",
+                "Messages read from the requests topic",
+                registry=registry,
+            ),
+            events_valid=Counter(
+                f"{prefix}_events_valid", "Events that passed validation", registry=registry
+            ),
+            events_invalid=Counter(
+                f"{prefix}_events_invalid",
+                "Events rejected to the dead-letter topic, by reason",
+                ["reason"],
+                registry=registry,
+            ),
+            events_late=Counter(
+                f"{prefix}_events_late",
+                "Valid events that arrived after their window closed (not counted)",
+                registry=registry,
+            ),
+            events_duplicate=Counter(
+                f"{prefix}_events_duplicate",
+                "Valid events whose event_id was already counted (redelivery)",
+                registry=registry,
+            ),
+            windows_closed=Counter(
+                f"{prefix}_windows_closed",
+                "Event-time window buckets closed and scored",
+                registry=registry,
+            ),
+            findings=Counter(
+                f"{prefix}_findings",
+                "Detector findings, by detector and severity",
+                ["detector", "severity"],
+                registry=registry,
+            ),
+            alerts=Counter(
+                f"{prefix}_alerts",
+                "Alert state changes written to the alerts topic",
+                ["detector", "severity", "state"],
+                registry=registry,
+            ),
+            alerts_open=Gauge(
+                f"{prefix}_alerts_open",
+                "Alerts currently open, by severity",
+                ["severity"],
+                registry=registry,
+            ),
+            finding_latency=Histogram(
+                f"{prefix}_finding_latency_seconds",
+                "Wall-clock time from a window's event-time end to its findings",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                f"{prefix}_consumer_lag_messages",
+                "Messages behind the high watermark on the requests topic, by partition",
+                ["partition"],
+                registry=registry,
+            ),
+            active_accounts=Gauge(
+                f"{prefix}_active_accounts",
+                "Accounts with detector state in this worker",
+                registry=registry,
+            ),
+            watermark=Gauge(
+                f"{prefix}_watermark_timestamp_seconds",
+                "Event-time watermark of the account agent",
+                registry=registry,
+            ),
+        )
+        # Pre-create the fixed series so dashboards and rules see zeros, not gaps.
+        for reason in REASONS:
+            m.events_invalid.labels(reason)
+        for sev in SEVERITIES:
+            m.alerts_open.labels(sev)
+        return m

@@ -1,0 +1,176 @@
+"""What the agents do, without Kafka: validate and count a batch, close windows, fold findings
+into alerts. Agents in :mod:`streams.app` only move bytes between topics and these stages,
+so the stages are tested directly and the same code runs in every deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.alerts import AlertBook
+from detectors.events import InvalidEvent, parse_event
+from detectors.findings import Finding
+from detectors.pipeline import Detection
+from streams.config import Config
+from streams.dlq import dlq_record
+from streams.metrics import Metrics
+
+__all__ = ["AlertStage", "IngestResult", "IngestStage", "RawMessage"]
+
+# (value, partition, offset)
+RawMessage = tuple[bytes, int | None, int | None]
+
+
+@dataclass(slots=True)
+class IngestResult:
+    dlq: list[dict[str, Any]] = field(default_factory=list)
+    # Messages for the findings topic: findings, then the watermark they were produced at.
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+class IngestStage:
+    """Validate raw request payloads, count them into windows and close windows.
+
+    Partitions are consumed unevenly (a batch usually comes from one partition), so the
+    watermark is the *smallest* of the per-partition newest event times, over partitions that
+    delivered events in the last ``idle_partition_s`` seconds of wall time; an idle partition
+    does not hold the others back. When the whole stream goes quiet, :meth:`tick` lets the
+    watermark follow the wall clock from the last event, so windows still close. For the first
+    ``idle_partition_s`` after start-up no window closes, so every partition with a backlog gets
+    to deliver before the others can make its events late.
+    """
+
+    def __init__(self, cfg: Config, metrics: Metrics, detection: Detection | None = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.detection = detection or Detection(**cfg.detection_kwargs())
+        self._max_ts = float("-inf")
+        self._wall_at_last_event = time.time()
+        self._idle_s = cfg.windows.idle_partition_s
+        self._first_wall: float | None = None
+        self._partition_ts: dict[int | None, float] = {}
+        self._partition_wall: dict[int | None, float] = {}
+
+    def handle(self, batch: Iterable[RawMessage], now: float | None = None) -> IngestResult:
+        now = time.time() if now is None else now
+        v = self.cfg.validation
+        res = IngestResult()
+        det = self.detection
+        n = valid = late = dup = 0
+        for payload, partition, offset in batch:
+            n += 1
+            try:
+                ev = parse_event(
+                    payload,
+                    now=now,
+                    max_future_s=v.max_future_s,
+                    max_past_s=v.max_past_s,
+                    max_bytes=v.max_payload_bytes,
+                )
+            except InvalidEvent as err:
+                self.metrics.events_invalid.labels(err.reason).inc()
+                res.dlq.append(
+                    dlq_record(
+                        payload,
+                        err,
+                        topic=self.cfg.topics.requests,
+                        partition=partition,
+                        offset=offset,
+                        keep_bytes=v.dlq_payload_bytes,
+                    )
+                )
+                continue
+            valid += 1
+            if ev.ts > self._partition_ts.get(partition, float("-inf")):
+                self._partition_ts[partition] = ev.ts
+            self._partition_wall[partition] = now
+            before_late = det.windower.late_events
+            if not det.add(ev):
+                if det.windower.late_events > before_late:
+                    late += 1
+                else:
+                    dup += 1
+        self.metrics.events_consumed.inc(n)
+        self.metrics.events_valid.inc(valid)
+        if late:
+            self.metrics.events_late.inc(late)
+        if dup:
+            self.metrics.events_duplicate.inc(dup)
+        if valid:
+            self._wall_at_last_event = now
+        if not valid:
+            return res
+        if self._first_wall is None:
+            self._first_wall = now
+        if now - self._first_wall < self._idle_s:
+            return res
+        active = [
+            ts
+            for p, ts in self._partition_ts.items()
+            if now - self._partition_wall[p] <= self._idle_s
+        ]
+        wm = min(active)
+        if wm > self._max_ts:
+            self._max_ts = wm
+            res.findings = self._advance(wm, now)
+        return res
+
+    def tick(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Wall-clock timer: let the watermark follow the clock while no events arrive."""
+        now = time.time() if now is None else now
+        if self._first_wall is None or now - self._first_wall < self._idle_s:
+            return []
+        quiet = now - self._wall_at_last_event
+        if quiet < self.cfg.windows.timer_s:
+            return []
+        return self._advance(max(self._partition_ts.values()) + quiet, now)
+
+    def _advance(self, watermark: float, now: float) -> list[dict[str, Any]]:
+        det = self.detection
+        closed_before = det.windows_closed
+        findings = det.advance(watermark)
+        closed = det.windows_closed - closed_before
+        m = self.metrics
+        m.watermark.set(watermark)
+        m.active_accounts.set(det.active_accounts)
+        if not closed:
+            return []
+        m.windows_closed.inc(closed)
+        out: list[dict[str, Any]] = []
+        for f in findings:
+            m.findings.labels(f.detector, f.severity).inc()
+            m.finding_latency.observe(max(0.0, now - f.window_end))
+            out.append({"type": "finding", **f.to_dict()})
+        out.append({"type": "watermark", "ts": watermark})
+        return out
+
+
+class AlertStage:
+    """Fold findings-topic messages into alert state changes (the alert agent's work)."""
+
+    def __init__(self, cfg: Config, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.book = AlertBook(
+            window_s=cfg.windows.size_s,
+            quiet_windows=cfg.detection.quiet_windows,
+            max_members=cfg.detection.max_members,
+        )
+
+    def handle(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        kind = msg.get("type")
+        if kind == "watermark":
+            changes = self.book.tick(float(msg["ts"]))
+        elif kind == "finding":
+            fields = {k: v for k, v in msg.items() if k != "type"}
+            change = self.book.observe(Finding.from_dict(fields))
+            changes = [change] if change is not None else []
+        else:
+            return []
+        for c in changes:
+            self.metrics.alerts.labels(c["detector"], c["severity"], c["state"]).inc()
+        for sev, count in self.book.open_by_severity().items():
+            self.metrics.alerts_open.labels(sev).set(count)
+        return changes
