@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from detectors.alerts import AlertBook, alert_id
+from detectors.findings import Finding
+
+
+def f(w: int, score: float = 8.0, sev: str = "warning", entity: str = "a1", members=None):
+    return Finding(
+        "cluster" if members is not None else "account",
+        entity, "det", w * 60.0, (w + 1) * 60.0, score, 6.0, sev,  # type: ignore[arg-type]
+        evidence={"score": score},
+        member_count=None if members is None else len(members),
+        members=members,
+    )
+
+
+def test_lifecycle_open_update_resolve_and_deterministic_id():
+    book = AlertBook(window_s=60, quiet_windows=2)
+    opened = book.observe(f(0))
+    assert opened["state"] == "opened"
+    assert opened["alert_id"] == alert_id("account", "a1", "det", 0.0)
+    assert book.observe(f(1, score=8.5)) is None  # small change folded in silently
+    up = book.observe(f(2, score=20.0, sev="critical"))
+    assert up["state"] == "updated" and up["severity"] == "critical"
+    assert up["alert_id"] == opened["alert_id"]
+    assert book.tick(3 * 60 + 60) == []  # one quiet window only
+    (res,) = book.tick(3 * 60 + 120)
+    assert res["state"] == "resolved" and res["alert_id"] == opened["alert_id"]
+    assert book.open_count == 0
+
+
+def test_redelivered_findings_never_open_a_second_alert():
+    book = AlertBook(window_s=60, quiet_windows=1)
+    first = [book.observe(f(w)) for w in range(3)]
+    book.tick(10_000)
+    again = [book.observe(f(w)) for w in range(3)]
+    assert again == [None, None, None]
+    assert first[0]["state"] == "opened"
+    # A genuinely new window opens a new alert, with a new id.
+    new = book.observe(f(200))
+    assert new["state"] == "opened" and new["alert_id"] != first[0]["alert_id"]
+
+
+def test_cluster_alerts_carry_capped_members():
+    book = AlertBook(window_s=60, max_members=3)
+    change = book.observe(f(0, members=[f"m{i}" for i in range(10)], entity="c1"))
+    assert change["member_count"] == 10 and change["members"] == ["m0", "m1", "m2"]
+    grown = book.observe(f(1, members=[f"m{i}" for i in range(20)], entity="c1"))
+    assert grown["state"] == "updated" and grown["member_count"] == 20
+
+
+def test_open_by_severity():
+    book = AlertBook()
+    book.observe(f(0, entity="x"))
+    book.observe(f(0, entity="y", sev="critical"))
+    assert book.open_by_severity() == {"info": 0, "warning": 1, "critical": 1}
