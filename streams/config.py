@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -103,9 +111,164 @@ class WorkerConfig(_Section):
     data_dir: str = Field("./.distillwatch-data", description="Faust table and state directory")
 
 
+_SECRET_FIELDS = (
+    "slack_webhook_url",
+    "slack_bot_token",
+    "webhook_urls",
+    "webhook_secret",
+    "account_api_auth",
+)
+
+
 class SinksConfig(_Section):
-    slack_webhook_url: SecretStr | None = None
-    webhook_secret: SecretStr | None = None
+    """Alert delivery: Slack, signed webhooks and the suspension hook (docs/delivery.md).
+
+    Every credential is a ``SecretStr`` (masked in ``config --show``, never logged) and can
+    come from the environment (``DISTILLWATCH_SINKS__<FIELD>``) or from a file named by
+    ``<field>_file`` (a mounted secret); setting both is an error.
+    """
+
+    slack_webhook_url: SecretStr | None = Field(
+        None,
+        description="Slack incoming-webhook URL. It is a credential: anyone holding it can "
+        "post to the channel, so it comes from the environment or slack_webhook_url_file",
+    )
+    slack_webhook_url_file: str | None = Field(
+        None, description="File holding the Slack webhook URL (e.g. a mounted secret)"
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None,
+        description="Slack bot token (xoxb-...). With it and slack_channel, the sink uses "
+        "chat.postMessage + chat.update and edits one message per campaign in place; an "
+        "incoming webhook cannot edit, so it posts on open and on escalation only",
+    )
+    slack_bot_token_file: str | None = Field(None, description="File holding the bot token")
+    slack_channel: str | None = Field(None, description="Channel id for the bot-token mode")
+    slack_api_url: str = Field(
+        "https://slack.com/api", description="Slack Web API base URL (tests point it elsewhere)"
+    )
+    slack_min_interval_s: float = Field(
+        1.0,
+        ge=0,
+        description="Minimum gap between two Slack requests: Slack allows about one message "
+        "per second per webhook and answers 429 beyond it",
+    )
+    webhook_urls: tuple[SecretStr, ...] = Field(
+        (),
+        description="Generic webhook URLs, comma separated in the environment; each gets the "
+        "alert JSON signed with webhook_secret",
+    )
+    webhook_urls_file: str | None = Field(
+        None, description="File with one webhook URL per line"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key signing webhook bodies; required with webhook_urls"
+    )
+    webhook_secret_file: str | None = Field(None, description="File holding webhook_secret")
+    account_api_url: str | None = Field(
+        None,
+        description="Platform account API the suspension hook POSTs actions to; unset = the "
+        "hook only records decisions (as in dry-run)",
+    )
+    account_api_auth: SecretStr | None = Field(
+        None, description="Authorization header value for the account API, e.g. 'Bearer ...'"
+    )
+    account_api_auth_file: str | None = Field(None, description="File holding account_api_auth")
+    policy_file: str | None = Field(
+        None,
+        description="TOML suspension policy (deploy/policy.example.toml); unset = the built-in "
+        "default, which is dry-run",
+    )
+    grafana_url: str = Field(
+        "http://localhost:3000/d/distillwatch-overview/distillwatch",
+        description="Dashboard linked from every alert; the alert's time range is appended",
+    )
+    runbook_url: str = Field(
+        "docs/detectors.md",
+        description="Runbook page; alerts link to <runbook_url>#<detector>. Use an absolute "
+        "http(s) URL so Slack renders it as a link",
+    )
+    queue_size: int = Field(
+        1000,
+        ge=1,
+        description="Bounded queue per sink. Delivery never waits on a full queue: an alert "
+        "that does not fit goes to alerts-dlq (reason queue_full)",
+    )
+    max_attempts: int = Field(
+        6, ge=1, description="Attempts per delivery before it goes to alerts-dlq"
+    )
+    backoff_initial_s: float = Field(
+        0.5, gt=0, description="First retry delay; doubles per attempt, with jitter"
+    )
+    backoff_max_s: float = Field(30.0, gt=0, description="Cap on one retry delay")
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of one HTTP request")
+    approvals_poll_s: float = Field(
+        2.0, gt=0, description="How often the worker picks up approvals made with the CLI"
+    )
+    drain_timeout_s: float = Field(
+        5.0, ge=0, description="At shutdown, time given to queued deliveries to finish"
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(u.strip() for u in v.split(",") if u.strip())
+        return v
+
+    @field_validator("slack_api_url", "account_api_url", "grafana_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SinksConfig:
+        for name in _SECRET_FIELDS:
+            value = getattr(self, name)
+            if value and getattr(self, f"{name}_file", None):
+                raise ValueError(f"set {name} or {name}_file, not both")
+            path = getattr(self, f"{name}_file", None)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}_file: no such file {path!r}")
+        for url in self.webhook_urls:
+            if not url.get_secret_value().startswith(("http://", "https://")):
+                raise ValueError("webhook_urls: expected http:// or https:// URLs")
+        if (self.webhook_urls or self.webhook_urls_file) and not (
+            self.webhook_secret or self.webhook_secret_file
+        ):
+            raise ValueError("webhook_urls needs webhook_secret (bodies are always signed)")
+        if (self.slack_bot_token or self.slack_bot_token_file) and not self.slack_channel:
+            raise ValueError("slack_bot_token needs slack_channel")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s must be >= backoff_initial_s, got {self.backoff_max_s} < "
+                f"{self.backoff_initial_s}"
+            )
+        return self
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of secret ``name`` from the field or its ``_file``; None if unset.
+
+        Read at start-up by the sinks only; nothing else should hold the plain value."""
+        value = getattr(self, name)
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        path = getattr(self, f"{name}_file", None)
+        if path is None:
+            return None
+        text = Path(path).read_text().strip()
+        return text or None
+
+    def webhook_url_list(self) -> list[str]:
+        """Plain webhook URLs from ``webhook_urls`` or ``webhook_urls_file``."""
+        if self.webhook_urls:
+            return [u.get_secret_value() for u in self.webhook_urls]
+        if self.webhook_urls_file is None:
+            return []
+        lines = Path(self.webhook_urls_file).read_text().splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
 class Config(_Section):
@@ -187,5 +350,9 @@ def load_config(
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
                 msg = "unknown field; see `distillwatch config --show` for the valid ones"
-            errors.append((field, f"{msg} (got {e.get('input')!r})"))
+            got = e.get("input")
+            if isinstance(got, dict):
+                # A whole-section error would echo every value, secrets included.
+                got = f"section with fields {sorted(got)}"
+            errors.append((field, f"{msg} (got {got!r})"))
         raise ConfigError(source, errors) from None
