@@ -143,7 +143,10 @@ class SinksConfig(_Section):
         "incoming webhook cannot edit, so it posts on open and on escalation only",
     )
     slack_bot_token_file: str | None = Field(None, description="File holding the bot token")
-    slack_channel: str | None = Field(None, description="Channel id for the bot-token mode")
+    slack_channel: str | None = Field(
+        None, description="Channel id for the bot-token mode (the worker refuses to start "
+        "with a bot token and no channel)"
+    )
     slack_api_url: str = Field(
         "https://slack.com/api", description="Slack Web API base URL (tests point it elsewhere)"
     )
@@ -239,8 +242,6 @@ class SinksConfig(_Section):
             self.webhook_secret or self.webhook_secret_file
         ):
             raise ValueError("webhook_urls needs webhook_secret (bodies are always signed)")
-        if (self.slack_bot_token or self.slack_bot_token_file) and not self.slack_channel:
-            raise ValueError("slack_bot_token needs slack_channel")
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError(
                 f"backoff_max_s must be >= backoff_initial_s, got {self.backoff_max_s} < "
