@@ -1,4 +1,12 @@
-"""Per-account baselines: is this window unusual for this account's own history?
+"""Per-account baselines: is this window unusual for this account's own history, and what
+kind of client is this account (its long-run profile)?
+
+All of an account's state is one ``array('d')`` of :data:`STATE_SIZE` floats (~350 bytes
+with the array header): two :mod:`~detectors.rate` series (requests and output tokens per
+active window, on a log scale), the timing of its requests across windows, and slow
+exponentially weighted shares that describe it (single-turn, ``max_tokens`` stops, output
+length), plus running totals. A new account starts from its cohort's prior (the
+population's median and spread), so it is judged from its first window.
 
 Examples
 --------
@@ -9,49 +17,281 @@ Examples
 0.0
 >>> b.score_one({"requests": 200.0, "output_tokens": 100000.0}) > 4.0
 True
+>>> round(b.baseline()["requests"], 1)
+10.0
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from array import array
+from functools import lru_cache
+from typing import Any, Final
 
-from detectors.rate import RateDetector
+from detectors.rate import STATE_SIZE as RATE_SIZE
+from detectors.rate import RateParams, rate_learn, rate_z
 
-__all__ = ["AccountBaseline"]
+__all__ = ["STATE_SIZE", "AccountBaseline", "account_params"]
 
-_SIGNALS = ("requests", "output_tokens")
+# Layout of the state array.
+_REQ: Final = 0
+_OUT: Final = RATE_SIZE
+_P: Final = 2 * RATE_SIZE
+(
+    _WINDOWS,
+    _LAST_TS,
+    _GAP_N,
+    _GAP_MEAN,
+    _GAP_VAR,
+    _SINGLE,
+    _MAXTOK,
+    _LOG_OUT,
+    _TOTAL_REQ,
+    _TOTAL_OUT,
+    _CREATED,
+    _FIRST_SEEN,
+    _HOUR_REQ,
+    _DAY_OUT,
+    _LAST_FLAG,
+) = range(_P, _P + 15)
+STATE_SIZE: Final = _P + 15
+
+_SIGNALS: Final = ("requests", "output_tokens")
+_HOUR: Final = 3600.0
+_DAY: Final = 86400.0
+
+
+@lru_cache(maxsize=64)
+def account_params(grace_period: int) -> RateParams:
+    """Rate parameters for log-scale per-window counts; shared by every account (cached)."""
+    # log1p scale: a 0.35 floor is a ~1.4x change; one-sided: only rises are abuse.
+    return RateParams(
+        alpha=0.1,
+        scale_alpha=0.05,
+        slow_alpha=0.02,
+        grace_period=grace_period,
+        clip_z=4.0,
+        shift_run=6,
+        half_z=6.0,
+        two_sided=False,
+        min_std=0.35,
+        rel_std=0.0,
+        slow_weight=0.8,
+    )
 
 
 class AccountBaseline:
-    """Online baselines of request count and output tokens per active window.
+    """Online baseline and profile of one account, in one compact float array.
 
     Parameters
     ----------
     grace_period
-        Active windows to learn before the account can be scored.
+        Active windows to learn before the account is scored against its own history
+        (with a cohort prior it is scored against the prior from the first window).
     threshold
-        Score (in robust standard deviations) at which a window is anomalous.
+        Robust z at which a window is anomalous (used by :meth:`is_anomalous`).
+    prior
+        Optional cohort prior: ``{"requests": (median, std), "output_tokens": (...)}`` on
+        the log1p scale, from :meth:`detectors.population.PopulationModel.prior`.
     """
 
-    def __init__(self, grace_period: int = 5, threshold: float = 6.0) -> None:
-        self.grace_period = grace_period
+    __slots__ = ("_p", "_s", "threshold")
+
+    def __init__(
+        self,
+        grace_period: int = 5,
+        threshold: float = 6.0,
+        prior: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        self._p = account_params(grace_period)
         self.threshold = threshold
-        self._rates = {
-            # Tokens vary more and on a larger scale than counts: a larger absolute floor.
-            "requests": RateDetector(grace_period=grace_period, min_std=2.0, rel_std=0.25),
-            "output_tokens": RateDetector(grace_period=grace_period, min_std=500.0, rel_std=0.25),
-        }
+        s = array("d", bytes(8 * STATE_SIZE))
+        s[_CREATED] = math.nan
+        s[_FIRST_SEEN] = math.nan
+        s[_LAST_TS] = math.nan
+        s[_LAST_FLAG] = -math.inf
+        if prior:
+            for off, name in ((_REQ, "requests"), (_OUT, "output_tokens")):
+                if name in prior:
+                    med, std = prior[name]
+                    # Pretend the cohort's typical window was seen grace_period times.
+                    s[off + 0] = float(grace_period)
+                    s[off + 1] = s[off + 3] = s[off + 6] = med
+                    s[off + 2] = s[off + 4] = std / 1.2533
+        self._s = s
+
+    @property
+    def grace_period(self) -> int:
+        return self._p.grace_period
+
+    # -- rate baselines ----------------------------------------------------------------------
 
     def learn_one(self, x: dict[str, Any]) -> None:
-        for name in _SIGNALS:
-            self._rates[name].learn_one({"value": x[name]})
+        """Learn the window's request count and output tokens."""
+        s, p = self._s, self._p
+        rate_learn_at(s, p, _REQ, math.log1p(x["requests"]))
+        rate_learn_at(s, p, _OUT, math.log1p(x["output_tokens"]))
 
-    def signal_scores(self, x: dict[str, Any]) -> dict[str, float]:
-        return {name: self._rates[name].score_one({"value": x[name]}) for name in _SIGNALS}
+    def signal_scores(self, x: dict[str, Any], lift: float = 0.0) -> dict[str, float]:
+        """Robust z of each signal (0 during warm-up). ``lift`` (log scale) is subtracted
+        first: the population-wide rise of this window (a launch day lifts every account)."""
+        s, p = self._s, self._p
+        return {
+            "requests": rate_z_at(s, p, _REQ, math.log1p(x["requests"]) - lift),
+            "output_tokens": rate_z_at(s, p, _OUT, math.log1p(x["output_tokens"]) - lift),
+        }
 
     def score_one(self, x: dict[str, Any]) -> float:
         return max(self.signal_scores(x).values())
 
+    def is_anomalous(self, x: dict[str, Any]) -> bool:
+        return self.score_one(x) >= self.threshold
+
+    def expected_log(self, signal: str) -> float:
+        """The level (log1p scale) the baseline expects for ``signal``."""
+        return self._s[(_REQ if signal == "requests" else _OUT) + 1]
+
+    def seen(self, signal: str = "requests") -> int:
+        return int(self._s[(_REQ if signal == "requests" else _OUT)])
+
     def baseline(self) -> dict[str, float]:
-        """Current learned means, for evidence."""
-        return {name: round(r.mean, 3) for name, r in self._rates.items()}
+        """Current expected values in natural units, for evidence."""
+        return {name: round(math.expm1(self.expected_log(name)), 3) for name in _SIGNALS}
+
+    # -- profile -----------------------------------------------------------------------------
+
+    def observe(
+        self,
+        first_ts: float,
+        last_ts: float,
+        requests: int,
+        output_tokens: int,
+        single_turn: float,
+        max_tokens: float,
+        created_ts: float | None,
+    ) -> None:
+        """Fold one closed window into the long-run profile (timing, shares, totals)."""
+        s = self._s
+        n = s[_WINDOWS] + 1.0
+        s[_WINDOWS] = n
+        if math.isnan(s[_FIRST_SEEN]):
+            s[_FIRST_SEEN] = first_ts
+        if created_ts is not None:
+            s[_CREATED] = created_ts
+        prev = s[_LAST_TS]
+        if not math.isnan(prev) and first_ts - prev >= 1.0:
+            # Gaps between windows on a log scale: a script that fires every hour has a
+            # tiny spread, a human's sessions a spread of about 1 or more.
+            g = math.log(first_ts - prev)
+            k = s[_GAP_N] + 1.0
+            s[_GAP_N] = k
+            a = max(0.1, 1.0 / k)
+            d = g - s[_GAP_MEAN]
+            s[_GAP_MEAN] += a * d
+            s[_GAP_VAR] = (1 - a) * (s[_GAP_VAR] + a * d * d)
+        # Leaky buckets: requests over about an hour, output tokens over about a day.
+        if not math.isnan(prev):
+            dt = max(0.0, last_ts - prev)
+            s[_HOUR_REQ] *= math.exp(-dt / _HOUR)
+            s[_DAY_OUT] *= math.exp(-dt / _DAY)
+        s[_HOUR_REQ] += requests
+        s[_DAY_OUT] += output_tokens
+        if last_ts > prev or math.isnan(prev):
+            s[_LAST_TS] = last_ts
+        a = max(0.05, 1.0 / n)
+        s[_SINGLE] += a * (single_turn - s[_SINGLE])
+        s[_MAXTOK] += a * (max_tokens - s[_MAXTOK])
+        if requests:
+            s[_LOG_OUT] += a * (math.log1p(output_tokens / requests) - s[_LOG_OUT])
+        s[_TOTAL_REQ] += requests
+        s[_TOTAL_OUT] += output_tokens
+
+    @property
+    def windows(self) -> int:
+        return int(self._s[_WINDOWS])
+
+    def age_days(self, now: float) -> float:
+        """Days since creation (NaN if the gateway never said)."""
+        c = self._s[_CREATED]
+        return math.nan if math.isnan(c) else max(0.0, (now - c) / _DAY)
+
+    @property
+    def timing_spread(self) -> float:
+        """Standard deviation of log inter-window gaps; NaN before three gaps."""
+        s = self._s
+        return math.sqrt(max(s[_GAP_VAR], 0.0)) if s[_GAP_N] >= 3 else math.nan
+
+    @property
+    def hourly_requests(self) -> float:
+        return self._s[_HOUR_REQ]
+
+    @property
+    def daily_output_tokens(self) -> float:
+        return self._s[_DAY_OUT]
+
+    @property
+    def totals(self) -> tuple[float, float]:
+        """(requests, output tokens) since first seen."""
+        return self._s[_TOTAL_REQ], self._s[_TOTAL_OUT]
+
+    def profile(self, now: float) -> dict[str, float]:
+        """The long-run profile, for extraction-likeness and evidence."""
+        s = self._s
+        return {
+            "single_turn_share": s[_SINGLE],
+            "max_tokens_share": s[_MAXTOK],
+            "output_per_request": math.expm1(s[_LOG_OUT]),
+            "account_age_days": self.age_days(now),
+            "timing_spread": self.timing_spread,
+            "windows": s[_WINDOWS],
+        }
+
+    def extraction_likeness(self, now: float, young_days: float = 30.0) -> float:
+        """How much the account's long-run profile looks like output harvesting, 0..1.
+
+        Harvesting clients are single-turn; among those, long outputs, frequent
+        ``max_tokens`` stops and a young account each add weight.
+        """
+        s = self._s
+        if s[_SINGLE] < 0.8:
+            return 0.0
+        f_max = min(1.0, s[_MAXTOK] / 0.2)
+        # 600 -> 0, 1800 -> 1 output tokens per request (log-linear).
+        f_out = min(1.0, max(0.0, (s[_LOG_OUT] - 6.4) / 1.1))
+        age = self.age_days(now)
+        f_young = 1.0 if age == age and age < young_days else 0.0
+        return 0.3 * f_max + 0.35 * f_out + 0.35 * f_young
+
+    @property
+    def last_flag(self) -> float:
+        return self._s[_LAST_FLAG]
+
+    @last_flag.setter
+    def last_flag(self, ts: float) -> None:
+        self._s[_LAST_FLAG] = ts
+
+    def nbytes(self) -> int:
+        """Bytes of this baseline (object, slots and the state array)."""
+        import sys
+
+        return sys.getsizeof(self) + sys.getsizeof(self._s)
+
+    def __getstate__(self) -> tuple[float, bytes, int]:
+        return (self.threshold, self._s.tobytes(), self._p.grace_period)
+
+    def __setstate__(self, state: tuple[float, bytes, int]) -> None:
+        self.threshold, raw, grace = state
+        self._p = account_params(grace)
+        self._s = array("d")
+        self._s.frombytes(raw)
+
+
+def rate_learn_at(s: array[float], p: RateParams, off: int, x: float) -> None:
+    """:func:`~detectors.rate.rate_learn` on the series stored at ``s[off:off+RATE_SIZE]``."""
+    view = s[off : off + RATE_SIZE]
+    rate_learn(view, p, x)
+    s[off : off + RATE_SIZE] = view
+
+
+def rate_z_at(s: array[float], p: RateParams, off: int, x: float) -> float:
+    return rate_z(s[off : off + RATE_SIZE], p, x)

@@ -22,30 +22,54 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from detectors.alerts import AlertBook
 from detectors.baseline import AccountBaseline
+from detectors.clusters import ClusterDetector
 from detectors.events import Event
 from detectors.features import window_features
 from detectors.findings import Finding
-from detectors.windows import ClosedWindow, Windower
+from detectors.fingerprint import fingerprint_int
+from detectors.keys import cluster_keys
+from detectors.population import PopulationModel
+from detectors.templates import TemplateIndex
+from detectors.windows import AccountWindow, ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
 
+_DAY = 86400.0
+
 
 class Detection:
-    """Windows, features and detectors for every account (and, later, cluster).
+    """Windows, features and detectors for every account and cluster.
 
     Parameters
     ----------
     window_s, lateness_s
         Event-time window length and allowed lateness (see :class:`~detectors.windows.Windower`).
     account_grace
-        Active windows an account's own baseline learns before it can fire.
+        Active windows an account's own baseline learns before it can fire without a prior.
     account_threshold
-        Baseline score at which an account-window becomes a finding.
+        Robust z (requests or output tokens over the account's baseline) that fires.
+    account_critical_z
+        Robust z above which an extraction-like young account's finding is critical.
+    young_days
+        Accounts younger than this count as young (cluster evidence, severity).
+    suspicious
+        Extraction-likeness (0..1) from which an account is a suspicious cluster member.
+    cluster_windows, cluster_min_members, cluster_min_share, cluster_min_z,
+    cluster_critical_members, cluster_critical_young_share, cluster_hold_windows
+        See :class:`~detectors.clusters.ClusterDetector`.
+    template_min_accounts, template_max_bits
+        See :class:`~detectors.templates.TemplateIndex`.
+    population_min_accounts
+        Accounts of a tier, active in one window and with a baseline, needed to measure the
+        tier's lift (the median rise of its accounts, e.g. on a launch day).
+    max_members
+        Cap on the member list of cluster findings.
     """
 
     def __init__(
@@ -54,13 +78,45 @@ class Detection:
         lateness_s: float = 10.0,
         account_grace: int = 5,
         account_threshold: float = 6.0,
+        account_critical_z: float = 12.0,
+        young_days: float = 30.0,
+        suspicious: float = 0.5,
+        cluster_windows: int = 10,
+        cluster_min_members: int = 8,
+        cluster_min_share: float = 0.5,
+        cluster_min_z: float = 4.0,
+        cluster_critical_members: int = 20,
+        cluster_critical_young_share: float = 0.5,
+        cluster_hold_windows: int = 2,
+        template_min_accounts: int = 4,
+        template_max_bits: int = 10,
+        population_min_accounts: int = 30,
+        max_members: int = 10_000,
     ) -> None:
         self.window_s = window_s
         self.lateness_s = lateness_s
         self.account_grace = account_grace
         self.account_threshold = account_threshold
+        self.account_critical_z = account_critical_z
+        self.young_days = young_days
+        self.suspicious = suspicious
+        self.population_min_accounts = population_min_accounts
         self.windower = Windower(window_s, lateness_s)
         self._baselines: dict[str, AccountBaseline] = {}
+        self._populations: dict[str, PopulationModel] = {}
+        self.templates = TemplateIndex(template_min_accounts, template_max_bits)
+        self.clusters = ClusterDetector(
+            window_s=window_s,
+            cluster_windows=cluster_windows,
+            min_members=cluster_min_members,
+            min_share=cluster_min_share,
+            min_z=cluster_min_z,
+            suspicious=suspicious,
+            critical_members=cluster_critical_members,
+            critical_young_share=cluster_critical_young_share,
+            hold_windows=cluster_hold_windows,
+            max_members=max_members,
+        )
         self.windows_closed = 0
 
     @property
@@ -79,44 +135,171 @@ class Detection:
             out.extend(self._detect(closed))
         return out
 
+    # -- per closed window ---------------------------------------------------------------------
+
+    def _population(self, tier: str) -> PopulationModel:
+        pop = self._populations.get(tier)
+        if pop is None:
+            pop = self._populations[tier] = PopulationModel()
+        return pop
+
+    def _baseline(self, account_id: str, tier: str) -> AccountBaseline:
+        base = self._baselines.get(account_id)
+        if base is None:
+            pop = self._population(tier)
+            prior = None
+            req, out = pop.prior("log_requests"), pop.prior("log_output_tokens")
+            if req is not None and out is not None:
+                prior = {"requests": req, "output_tokens": out}
+            base = self._baselines[account_id] = AccountBaseline(
+                grace_period=self.account_grace, threshold=self.account_threshold, prior=prior
+            )
+        return base
+
+    def _lifts(
+        self, rows: list[tuple[str, AccountWindow, AccountBaseline, str]]
+    ) -> dict[str, float]:
+        """Per tier: the median log-rise of its active accounts over their baselines."""
+        rises: dict[str, list[float]] = {}
+        for _, acc, base, tier in rows:
+            if base.seen() >= self.account_grace:
+                rises.setdefault(tier, []).append(
+                    math.log1p(acc.requests) - base.expected_log("requests")
+                )
+        lifts = {}
+        for tier, xs in rises.items():
+            if len(xs) >= self.population_min_accounts:
+                xs.sort()
+                lifts[tier] = max(0.0, xs[len(xs) // 2])
+        return lifts
+
     def _detect(self, closed: ClosedWindow) -> list[Finding]:
-        out = []
+        out: list[Finding] = []
+        rows = []
         for account_id, acc in closed.accounts.items():
-            x = window_features(acc)
-            base = self._baselines.get(account_id)
-            if base is None:
-                base = self._baselines[account_id] = AccountBaseline(
-                    grace_period=self.account_grace, threshold=self.account_threshold
-                )
-            scores = base.signal_scores(x)
+            ev = acc.last_event
+            tier = (ev.tier if ev is not None else None) or "-"
+            rows.append((account_id, acc, self._baseline(account_id, tier), tier))
+        lifts = self._lifts(rows) if len(rows) >= self.population_min_accounts else {}
+        clusters = self.clusters
+        templates = self.templates
+        end = closed.end
+        young_cut = self.young_days
+        for account_id, acc, base, tier in rows:
+            ev = acc.last_event
+            assert ev is not None
+            x = {"requests": float(acc.requests), "output_tokens": float(acc.output_tokens)}
+            lift = lifts.get(tier, 0.0)
+            scores = base.signal_scores(x, lift)
             score = max(scores.values())
+            n = acc.requests
+            base.observe(
+                acc.first_ts,
+                acc.last_ts,
+                n,
+                acc.output_tokens,
+                1.0 - acc.multi_turn / n,
+                acc.max_tokens_stops / n,
+                ev.account_created_ts,
+            )
+            extraction = base.extraction_likeness(end, young_cut)
+            age = base.age_days(end)
+            young = age == age and age < young_cut
             if score >= self.account_threshold:
-                out.append(
-                    Finding(
-                        entity_type="account",
-                        entity_id=account_id,
-                        detector="account_baseline",
-                        window_start=closed.start,
-                        window_end=closed.end,
-                        score=score,
-                        threshold=self.account_threshold,
-                        severity="critical" if score >= 2 * self.account_threshold else "warning",
-                        evidence={
-                            "features": x,
-                            "baseline": base.baseline(),
-                            "score": round(score, 3),
-                            "threshold": self.account_threshold,
-                            "signals": sorted(
-                                ({"signal": k, "score": round(v, 3)} for k, v in scores.items()),
-                                key=lambda s: -s["score"],
-                            ),
-                        },
-                    )
-                )
-                # An anomalous window is not learned: the baseline must not absorb an attack.
-                continue
+                out.append(self._account_finding(account_id, acc, base, closed, scores, lift,
+                                                 extraction, young))
             base.learn_one(x)
+            pop = self._population(tier)
+            pop.learn("log_requests", math.log1p(n))
+            pop.learn("log_output_tokens", math.log1p(acc.output_tokens))
+            keys = cluster_keys(ev)
+            if extraction >= self.suspicious and acc.fps:
+                # Template discovery only for suspicious accounts: the index stays small.
+                seen_groups = set()
+                for fp in acc.fps[:4]:
+                    v = fingerprint_int(fp)
+                    if v is None:
+                        continue
+                    gid = templates.lookup(v, end)
+                    if gid is None:
+                        templates.add(v, account_id)
+                    elif gid not in seen_groups:
+                        seen_groups.add(gid)
+                        keys.append(("tpl", gid))
+            spread = base.timing_spread
+            clusters.observe(
+                account_id,
+                keys,
+                extraction=extraction,
+                young=young,
+                regular=spread == spread and spread < 0.3,
+                requests=n,
+                output_tokens=acc.output_tokens,
+                org=ev.org_id,
+                models=acc.models if extraction >= self.suspicious else None,
+                ts=closed.start,
+            )
+        # Template groups founded in this window count their founders right away.
+        for account_id, gid in templates.promote(end).items():
+            acc = closed.accounts.get(account_id)
+            base = self._baselines[account_id]
+            age = base.age_days(end)
+            spread = base.timing_spread
+            clusters.observe(
+                account_id,
+                [("tpl", gid)],
+                extraction=base.extraction_likeness(end, young_cut),
+                young=age == age and age < young_cut,
+                regular=spread == spread and spread < 0.3,
+                requests=acc.requests if acc is not None else 0,
+                output_tokens=acc.output_tokens if acc is not None else 0,
+                org=acc.last_event.org_id if acc is not None and acc.last_event else None,
+                models=None,
+                ts=closed.start,
+            )
+        if closed.end % (self.window_s * self.clusters.cluster_windows) == 0:
+            templates.end_window()
+        out.extend(clusters.end_window(closed.start, closed.end))
         return out
+
+    def _account_finding(
+        self,
+        account_id: str,
+        acc: AccountWindow,
+        base: AccountBaseline,
+        closed: ClosedWindow,
+        scores: dict[str, float],
+        lift: float,
+        extraction: float,
+        young: bool,
+    ) -> Finding:
+        score = max(scores.values())
+        critical = score >= self.account_critical_z and young and extraction >= self.suspicious
+        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        signals = [{"signal": k, "score": round(v, 3)} for k, v in scores.items()]
+        signals.append({"signal": "extraction_likeness", "score": round(extraction, 3)})
+        return Finding(
+            entity_type="account",
+            entity_id=account_id,
+            detector="account_baseline",
+            window_start=closed.start,
+            window_end=closed.end,
+            score=round(score, 3),
+            threshold=self.account_threshold,
+            severity="critical" if critical else "warning",
+            evidence={
+                "features": feats,
+                "baseline": base.baseline(),
+                "profile": {
+                    k: (None if v != v else round(v, 3))
+                    for k, v in base.profile(closed.end).items()
+                },
+                "population_lift": round(math.exp(lift), 3),
+                "score": round(score, 3),
+                "threshold": self.account_threshold,
+                "signals": sorted(signals, key=lambda s: -s["score"]),
+            },
+        )
 
 
 class Monitor:

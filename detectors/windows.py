@@ -25,21 +25,68 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 from detectors.events import Event
 
-__all__ = ["AccountWindow", "ClosedWindow", "Windower"]
+__all__ = [
+    "MAX_FPS",
+    "MAX_TOKENS_STOPS",
+    "NEAR_DUP_BITS",
+    "AccountWindow",
+    "ClosedWindow",
+    "Windower",
+]
+
+#: Two fingerprints at most this many bits apart are near duplicates (one template).
+NEAR_DUP_BITS: Final = 10
+
+
+#: Stop reasons that mean the output was cut at the caller's ``max_tokens``.
+MAX_TOKENS_STOPS: Final = frozenset({"max_tokens", "length"})
+#: Distinct prompt fingerprints kept per account-window (a sample; later ones are counted).
+MAX_FPS: Final = 16
 
 
 class AccountWindow:
-    """Counters of one account in one window. Slots keep it to a few hundred bytes."""
+    """Counters of one account in one window. Slots keep it to a few hundred bytes.
+
+    Every update is a counter increment or a comparison with the previous event; sets of
+    networks and agents are created only when a second distinct value appears.
+
+    Examples
+    --------
+    >>> from detectors.events import Event
+    >>> w = AccountWindow()
+    >>> w.add(Event("a", 1.0, "m", 10, 4096, stop_reason="max_tokens", turn=1,
+    ...             prompt_fingerprint="00000000000000ff", ip="1.2.3.4"))
+    >>> w.add(Event("a", 3.0, "m", 10, 100, status=429, turn=2,
+    ...             prompt_fingerprint="00000000000000fe", ip="1.2.3.9"))
+    >>> w.requests, w.max_tokens_stops, w.multi_turn, w.rate_limited, w.near_dups, w.n_ips
+    (2, 1, 1, 1, 1, 2)
+    """
 
     __slots__ = (
+        "_asns",
+        "_ips",
+        "_models",
+        "_uas",
+        "errors",
+        "first_event",
         "first_ts",
+        "fp_overflow",
+        "fps",
+        "gap_n",
+        "gap_sum",
+        "gap_sumsq",
         "input_tokens",
         "last_event",
         "last_ts",
+        "max_tokens_stops",
+        "multi_turn",
+        "near_dups",
         "output_tokens",
+        "rate_limited",
         "requests",
     )
 
@@ -47,22 +94,123 @@ class AccountWindow:
         self.requests = 0
         self.input_tokens = 0
         self.output_tokens = 0
+        self.max_tokens_stops = 0
+        self.multi_turn = 0
+        self.errors = 0
+        self.rate_limited = 0
         self.first_ts = float("inf")
         self.last_ts = float("-inf")
-        # The newest event carries the account's attributes (tier, network, ...) for features
-        # and cluster keys, without copying them per event.
+        self.gap_n = 0
+        self.gap_sum = 0.0
+        self.gap_sumsq = 0.0
+        # The first and newest events carry the account's attributes (tier, network, ...) for
+        # features and cluster keys, without copying them per event.
+        self.first_event: Event | None = None
         self.last_event: Event | None = None
+        self.fps: list[str] | None = None
+        self.fp_overflow = 0
+        self.near_dups = 0
+        self._ips: set[str] | None = None
+        self._asns: set[int] | None = None
+        self._uas: set[str] | None = None
+        self._models: dict[str, int] | None = None
 
     def add(self, ev: Event) -> None:
         self.requests += 1
         self.input_tokens += ev.input_tokens
         self.output_tokens += ev.output_tokens
+        if ev.stop_reason in MAX_TOKENS_STOPS:
+            self.max_tokens_stops += 1
+        turn = ev.turn
+        if turn is not None and turn > 1:
+            self.multi_turn += 1
+        status = ev.status
+        if status is not None and status >= 400:
+            self.errors += 1
+            if status == 429:
+                self.rate_limited += 1
         ts = ev.ts
-        if ts < self.first_ts:
-            self.first_ts = ts
-        if ts >= self.last_ts:
-            self.last_ts = ts
-            self.last_event = ev
+        first = self.first_event
+        if first is None:
+            self.first_event = self.last_event = ev
+            self.first_ts = self.last_ts = ts
+        else:
+            if ts >= self.last_ts:
+                gap = ts - self.last_ts
+                self.gap_n += 1
+                self.gap_sum += gap
+                self.gap_sumsq += gap * gap
+                self.last_ts = ts
+                self.last_event = ev
+            elif ts < self.first_ts:
+                self.first_ts = ts
+            if ev.ip != first.ip:
+                if self._ips is None:
+                    self._ips = {first.ip} if first.ip is not None else set()
+                if ev.ip is not None:
+                    self._ips.add(ev.ip)
+            if ev.asn != first.asn:
+                if self._asns is None:
+                    self._asns = {first.asn} if first.asn is not None else set()
+                if ev.asn is not None:
+                    self._asns.add(ev.asn)
+            if ev.user_agent != first.user_agent:
+                if self._uas is None:
+                    self._uas = {first.user_agent} if first.user_agent is not None else set()
+                if ev.user_agent is not None:
+                    self._uas.add(ev.user_agent)
+            if ev.model != first.model:
+                models = self._models
+                if models is None:
+                    # Requests so far, all on the first event's model.
+                    models = self._models = {first.model: self.requests - 1}
+                models[ev.model] = models.get(ev.model, 0) + 1
+            elif self._models is not None:
+                self._models[ev.model] += 1
+        fp = ev.prompt_fingerprint
+        if fp is not None:
+            fps = self.fps
+            if fps is None:
+                self.fps = [fp]
+            elif fp in fps:
+                self.near_dups += 1
+            elif len(fps) < MAX_FPS:
+                # A near duplicate of the previous prompt (template with its slots refilled).
+                try:
+                    if (int(fp, 16) ^ int(fps[-1], 16)).bit_count() <= NEAR_DUP_BITS:
+                        self.near_dups += 1
+                except ValueError:
+                    pass
+                fps.append(fp)
+            else:
+                self.fp_overflow += 1
+
+    @property
+    def n_ips(self) -> int:
+        return len(self._ips) if self._ips is not None else int(self._has("ip"))
+
+    @property
+    def n_asns(self) -> int:
+        return len(self._asns) if self._asns is not None else int(self._has("asn"))
+
+    @property
+    def n_uas(self) -> int:
+        return len(self._uas) if self._uas is not None else int(self._has("user_agent"))
+
+    def _has(self, name: str) -> bool:
+        return self.first_event is not None and getattr(self.first_event, name) is not None
+
+    @property
+    def models(self) -> dict[str, int]:
+        """Requests per model in this window."""
+        if self._models is not None:
+            return dict(self._models)
+        return {} if self.first_event is None else {self.first_event.model: self.requests}
+
+    @property
+    def distinct_fps(self) -> int:
+        """Distinct prompt fingerprints (exact for the first ``MAX_FPS``, then an upper bound)."""
+        return (len(self.fps) if self.fps is not None else 0) + self.fp_overflow
 
 
 @dataclass(slots=True)
@@ -144,6 +292,11 @@ class Windower:
             self._closed_before = boundary
             for start in [s for s in self._seen if s < boundary]:
                 del self._seen[start]
+
+    @property
+    def closed_before(self) -> float:
+        """Every window starting before this time has closed; its events are late."""
+        return self._closed_before
 
     @property
     def open_accounts(self) -> int:

@@ -1,0 +1,449 @@
+"""Coordinated clusters: many accounts that share a key and act together, while each member
+looks modest.
+
+Per account-window the pipeline calls :meth:`ClusterDetector.observe` with the account's
+keys (:mod:`detectors.keys`), its extraction-likeness (0..1, from its long-run profile) and
+a few flags. The detector keeps, per key, aggregates over a *cluster window* of
+``cluster_windows`` account windows (10 minutes by default): account-windows, distinct
+suspicious members, young and regular-timing members, requests, output tokens, and the
+organisations of the members. Keys persist only once they have had a few suspicious
+members; their baseline is the exponentially weighted number of suspicious members per
+cluster window.
+
+A key is flagged when, in the current cluster window, it has at least ``min_members``
+distinct suspicious members, they are at least ``min_share`` of its traffic, and their count
+departs from its baseline by ``min_z`` (Poisson z; a new key has baseline 0). Flagged keys
+join a *campaign*: the campaign whose members they overlap, or a new one whose id derives
+from the founding key, so the id stays stable while members are banned and replaced. While
+any of its keys keeps showing suspicious members, the campaign emits one finding per
+account window (one alert, updated as it grows) with its members, the shared attributes,
+running harvest totals and ranked signals.
+
+A key whose suspicious members are nearly all old accounts of one declared organisation is
+not flagged: an organisation running evaluation harnesses on its own keys is a customer.
+
+Examples
+--------
+>>> det = ClusterDetector(window_s=60, cluster_windows=10, min_members=5)
+>>> findings = []
+>>> for minute in range(20):
+...     for i in range(10):
+...         acct = f"h{minute % 6}-{i}"
+...         det.observe(acct, [("pay", "card-1")], extraction=0.8, young=True, regular=True,
+...                     requests=1, output_tokens=2000, org=None, models={"m": 1},
+...                     ts=minute * 60.0)
+...     findings += det.end_window(minute * 60.0, minute * 60.0 + 60)
+>>> findings[0].detector, findings[0].severity, findings[0].member_count
+('cluster_campaign', 'warning', 10)
+>>> findings[-1].severity, findings[-1].member_count
+('critical', 60)
+>>> findings[-1].evidence["shared_attributes"][0]["key"]
+'pay:card-1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.findings import Finding
+from detectors.keys import KIND_NAMES, STRONG_KINDS, Key, key_label
+
+__all__ = ["Campaign", "ClusterDetector"]
+
+
+class _Agg:
+    """One key in the current cluster window."""
+
+    __slots__ = ("members", "orgs", "output_tokens", "regular", "requests", "susp_aw", "young")
+
+    def __init__(self) -> None:
+        self.members: dict[str, bool] = {}  # account -> young
+        self.young = 0
+        self.regular = 0
+        self.susp_aw = 0
+        self.requests = 0
+        self.output_tokens = 0
+        self.orgs: dict[str | None, int] = {}
+
+
+class _KeyState:
+    """A key's baseline across cluster windows (only keys that ever had suspects)."""
+
+    __slots__ = ("ew_susp", "last_seen", "windows")
+
+    def __init__(self) -> None:
+        self.ew_susp = 0.0
+        self.windows = 0
+        self.last_seen = 0.0
+
+
+@dataclass(slots=True)
+class Campaign:
+    """A set of flagged keys and their suspicious members, with running totals."""
+
+    id: str
+    founded_ts: float
+    keys: dict[Key, int] = field(default_factory=dict)  # key -> suspicious members seen
+    members: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    young: set[str] = field(default_factory=set)
+    last_active: float = 0.0
+    requests: int = 0
+    output_tokens: int = 0
+    max_z: float = 0.0
+    window_members: int = 0
+    window_share: float = 0.0
+    regular: int = 0
+    models_now: dict[str, int] = field(default_factory=dict)
+    model_share: dict[str, float] = field(default_factory=dict)
+    model_windows: int = 0
+    pivot: dict[str, Any] | None = None
+    pivot_until: float = -math.inf
+
+
+class ClusterDetector:
+    """Per-key cluster-window aggregates, key baselines, and campaigns.
+
+    Parameters
+    ----------
+    window_s
+        The account window length; cluster windows are ``cluster_windows`` of them.
+    cluster_windows
+        Account windows per cluster window (the horizon of per-key aggregates).
+    min_members
+        Distinct suspicious members a key needs in a cluster window to be flagged.
+    min_share
+        Share of the key's account-windows that must be suspicious (keeps a popular ASN or
+        a popular tool's system prompt, with a few odd users among thousands, quiet).
+    min_z
+        Poisson z of the suspicious-member count over the key's baseline.
+    suspicious
+        Extraction-likeness at which an account counts as a suspicious member.
+    critical_members, critical_young_share
+        A campaign is critical from this many members when at least this share of them are
+        young accounts; otherwise it is a warning.
+    hold_windows
+        Cluster windows a campaign stays active after its keys last showed suspects.
+    baseline_alpha
+        Weight of the newest cluster window in a key's baseline.
+    max_members
+        Cap on the member list a finding carries.
+    """
+
+    def __init__(
+        self,
+        window_s: float = 60.0,
+        cluster_windows: int = 10,
+        min_members: int = 8,
+        min_share: float = 0.5,
+        min_z: float = 4.0,
+        suspicious: float = 0.5,
+        critical_members: int = 20,
+        critical_young_share: float = 0.5,
+        hold_windows: int = 2,
+        baseline_alpha: float = 0.1,
+        max_members: int = 10_000,
+    ) -> None:
+        self.window_s = window_s
+        self.cluster_windows = cluster_windows
+        self.min_members = min_members
+        self.min_share = min_share
+        self.min_z = min_z
+        self.suspicious = suspicious
+        self.critical_members = critical_members
+        self.critical_young_share = critical_young_share
+        self.hold_windows = hold_windows
+        self.baseline_alpha = baseline_alpha
+        self.max_members = max_members
+        self._span = window_s * cluster_windows
+        self._cw_start: float | None = None
+        self._tot: dict[Key, int] = {}
+        self._agg: dict[Key, _Agg] = {}
+        self._touched: set[Key] = set()
+        self._flagged_now: set[Key] = set()
+        self._keys: dict[Key, _KeyState] = {}
+        self._key_campaign: dict[Key, str] = {}
+        self._acct_campaign: dict[str, str] = {}
+        self.campaigns: dict[str, Campaign] = {}
+        self._aw_seen: set[tuple[str, str]] = set()
+
+    # -- per account-window ------------------------------------------------------------------
+
+    def observe(
+        self,
+        account_id: str,
+        keys: list[Key],
+        *,
+        extraction: float,
+        young: bool,
+        regular: bool,
+        requests: int,
+        output_tokens: int,
+        org: str | None,
+        models: dict[str, int] | None,
+        ts: float,
+    ) -> None:
+        """Count one closed account-window into the aggregates of its keys."""
+        self._roll(ts)
+        tot = self._tot
+        for k in keys:
+            tot[k] = tot.get(k, 0) + 1
+        if extraction < self.suspicious:
+            return
+        agg_map = self._agg
+        campaigns_hit: set[str] = set()
+        for k in keys:
+            agg = agg_map.get(k)
+            if agg is None:
+                agg = agg_map[k] = _Agg()
+            agg.susp_aw += 1
+            agg.requests += requests
+            agg.output_tokens += output_tokens
+            if account_id not in agg.members:
+                agg.members[account_id] = young
+                agg.young += young
+                agg.regular += regular
+                agg.orgs[org] = agg.orgs.get(org, 0) + 1
+            self._touched.add(k)
+            cid = self._key_campaign.get(k)
+            if cid is not None:
+                campaigns_hit.add(cid)
+        for cid in campaigns_hit:
+            c = self.campaigns[cid]
+            c.requests += requests
+            c.output_tokens += output_tokens
+            if models:
+                for m, n in models.items():
+                    c.models_now[m] = c.models_now.get(m, 0) + n
+
+    def _roll(self, ts: float) -> None:
+        start = ts - ts % self._span
+        if self._cw_start is None:
+            self._cw_start = start
+        elif start > self._cw_start:
+            self._close_cluster_window(self._cw_start + self._span)
+            self._cw_start = start
+
+    # -- per account window close --------------------------------------------------------------
+
+    def end_window(self, start: float, end: float) -> list[Finding]:
+        """After every account-window of ``[start, end)`` was observed: flag keys, grow
+        campaigns, and return one finding per active campaign (and per pivot)."""
+        self._roll(start)
+        for k in self._touched:
+            self._evaluate(k, end)
+        self._touched.clear()
+        out = []
+        hold = self.hold_windows * self._span
+        for c in self.campaigns.values():
+            if end - c.last_active <= hold:
+                out.append(self._finding(c, start, end))
+            if c.pivot is not None and end <= c.pivot_until:
+                out.append(self._pivot_finding(c, start, end))
+        if self._cw_start is not None and end >= self._cw_start + self._span:
+            self._close_cluster_window(self._cw_start + self._span)
+            self._cw_start = end - end % self._span
+        return out
+
+    def _stats(self, k: Key, agg: _Agg) -> tuple[int, float, float]:
+        n = len(agg.members)
+        share = agg.susp_aw / max(self._tot.get(k, 0), 1)
+        st = self._keys.get(k)
+        base = st.ew_susp if st is not None else 0.0
+        z = (n - base) / math.sqrt(base + 1.0)
+        return n, share, z
+
+    def _org_dominated(self, agg: _Agg) -> bool:
+        n = len(agg.members)
+        org, top = max(agg.orgs.items(), key=lambda kv: kv[1])
+        return org is not None and top >= 0.8 * n and agg.young < 0.3 * n
+
+    def _evaluate(self, k: Key, now: float) -> None:
+        agg = self._agg.get(k)
+        if agg is None:
+            return
+        n, share, z = self._stats(k, agg)
+        cid = self._key_campaign.get(k)
+        if cid is not None:
+            # Already part of a campaign: grow it while the key keeps showing suspects.
+            if n >= 3 and share >= self.min_share and not self._org_dominated(agg):
+                c = self.campaigns[cid]
+                c.last_active = now
+                self._add_members(c, k, agg)
+                self._flagged_now.add(k)
+            return
+        if n < self.min_members or share < self.min_share or z < self.min_z:
+            return
+        if self._org_dominated(agg):
+            return
+        self._flagged_now.add(k)
+        # Join the campaign these suspects already belong to, if any.
+        votes: dict[str, int] = {}
+        for a in agg.members:
+            c_of = self._acct_campaign.get(a)
+            if c_of is not None:
+                votes[c_of] = votes.get(c_of, 0) + 1
+        cid = None
+        if votes:
+            best, nv = max(votes.items(), key=lambda kv: kv[1])
+            if nv >= max(3, 0.2 * n):
+                cid = best
+        if cid is None:
+            digest = hashlib.sha1(key_label(k).encode(), usedforsecurity=False).hexdigest()
+            cid = f"cmp-{digest[:12]}"
+            if cid not in self.campaigns:
+                self.campaigns[cid] = Campaign(cid, now)
+        c = self.campaigns[cid]
+        self._key_campaign[k] = cid
+        c.keys.setdefault(k, 0)
+        c.max_z = max(c.max_z, z)
+        c.last_active = now
+        self._add_members(c, k, agg)
+
+    def _add_members(self, c: Campaign, k: Key, agg: _Agg) -> None:
+        new = 0
+        for a in agg.members:
+            if a in c.members:
+                continue
+            # Weak keys (a busy ASN, a common agent) add only accounts another key links.
+            if k[0] not in STRONG_KINDS and a not in self._acct_campaign:
+                continue
+            c.members[a] = None
+            self._acct_campaign.setdefault(a, c.id)
+            new += 1
+        c.keys[k] = max(c.keys.get(k, 0), len(agg.members))
+        if agg.young:
+            c.young.update(a for a, y in agg.members.items() if y and a in c.members)
+        c.window_members = max(c.window_members, len(agg.members))
+        c.window_share = max(c.window_share, agg.susp_aw / max(self._tot.get(k, 0), 1))
+        c.regular = max(c.regular, agg.regular)
+
+    # -- per cluster window close --------------------------------------------------------------
+
+    def _close_cluster_window(self, end: float) -> None:
+        a = self.baseline_alpha
+        keys = self._keys
+        for k, agg in self._agg.items():
+            n = len(agg.members)
+            st = keys.get(k)
+            if st is None:
+                if n < 3:
+                    continue
+                st = keys[k] = _KeyState()
+            if k not in self._flagged_now:
+                # A flagged key's baseline does not learn the attack.
+                st.ew_susp += a * (n - st.ew_susp)
+            st.windows += 1
+            st.last_seen = end
+        for k, st in keys.items():
+            if k not in self._agg:
+                st.ew_susp *= 1 - a
+        for c in self.campaigns.values():
+            self._track_models(c, end)
+            c.window_members = 0
+            c.window_share = 0.0
+            c.regular = 0
+        if len(keys) > 100_000:
+            cutoff = end - 7 * 86400
+            for k in [k for k, st in keys.items() if st.last_seen < cutoff]:
+                del keys[k]
+        self._tot = {}
+        self._agg = {}
+        self._touched = set()
+        self._flagged_now = set()
+
+    def _track_models(self, c: Campaign, end: float) -> None:
+        total = sum(c.models_now.values())
+        if total < 10:
+            c.models_now = {}
+            return
+        shares = {m: n / total for m, n in c.models_now.items()}
+        if c.model_windows >= 2:
+            for m, sh in shares.items():
+                before = c.model_share.get(m, 0.0)
+                if sh >= 0.5 and before < 0.1:
+                    c.pivot = {"model": m, "share_now": round(sh, 3), "share_before": round(
+                        before, 3), "requests": total, "since": end - self._span}
+                    c.pivot_until = end + self.hold_windows * self._span
+        for m in set(c.model_share) | set(shares):
+            prev = c.model_share.get(m, 0.0)
+            c.model_share[m] = prev + 0.3 * (shares.get(m, 0.0) - prev)
+        c.model_windows += 1
+        c.models_now = {}
+
+    # -- findings --------------------------------------------------------------------------------
+
+    def _finding(self, c: Campaign, start: float, end: float) -> Finding:
+        n = len(c.members)
+        young_share = len(c.young) / max(n, 1)
+        critical = n >= self.critical_members and young_share >= self.critical_young_share
+        shared = sorted(c.keys.items(), key=lambda kv: -kv[1])
+        signals = [
+            {"signal": "suspicious_members_in_window", "score": c.window_members},
+            {"signal": "suspicious_share_of_key_traffic", "score": round(c.window_share, 3)},
+            {"signal": "young_account_share", "score": round(young_share, 3)},
+            {"signal": "regular_timing_members", "score": c.regular},
+            {"signal": "departure_z", "score": round(c.max_z, 2)},
+        ]
+        return Finding(
+            entity_type="cluster",
+            entity_id=c.id,
+            detector="cluster_campaign",
+            window_start=start,
+            window_end=end,
+            score=round(c.max_z, 3),
+            threshold=self.min_z,
+            severity="critical" if critical else "warning",
+            evidence={
+                "features": {
+                    "members": n,
+                    "young_members": len(c.young),
+                    "suspicious_members_in_window": c.window_members,
+                    "keys": len(c.keys),
+                },
+                "baseline": {"founded_ts": c.founded_ts, "expected_suspicious_members": 0},
+                "score": round(c.max_z, 3),
+                "threshold": self.min_z,
+                "signals": sorted(signals, key=lambda s: -float(s["score"])),
+                "shared_attributes": [
+                    {"key": key_label(k), "kind": KIND_NAMES.get(k[0], k[0]), "members": m}
+                    for k, m in shared[:20]
+                ],
+                "harvest": {"requests": c.requests, "output_tokens": c.output_tokens},
+                "member_count": n,
+                "members_sample": list(c.members)[:20],
+            },
+            member_count=n,
+            members=list(c.members)[: self.max_members],
+        )
+
+    def _pivot_finding(self, c: Campaign, start: float, end: float) -> Finding:
+        p = c.pivot or {}
+        score = float(p.get("share_now", 0.0)) - float(p.get("share_before", 0.0))
+        return Finding(
+            entity_type="cluster",
+            entity_id=c.id,
+            detector="cluster_model_pivot",
+            window_start=start,
+            window_end=end,
+            score=round(score, 3),
+            threshold=0.4,
+            severity="warning",
+            evidence={
+                "features": p,
+                "baseline": {"model_share": {m: round(v, 3) for m, v in c.model_share.items()}},
+                "score": round(score, 3),
+                "threshold": 0.4,
+                "signals": [{"signal": f"share_on_{p.get('model')}", "score": round(score, 3)}],
+                "member_count": len(c.members),
+                "members_sample": list(c.members)[:20],
+            },
+            member_count=len(c.members),
+            members=list(c.members)[: self.max_members],
+        )
+
+    @property
+    def tracked_keys(self) -> int:
+        return len(self._keys)

@@ -1,0 +1,83 @@
+"""Cluster keys: the attributes that can join the accounts of one operator.
+
+A key is a ``(kind, value)`` tuple. Kinds: ``ip24`` (IPv4 /24, or IPv6 /48), ``asn``,
+``ua`` (user agent), ``pay`` (payment fingerprint), ``org``, ``sys`` (system-prompt
+fingerprint), ``cohort`` (signup day x ASN) and ``tpl`` (discovered prompt template, see
+:mod:`detectors.templates`). Tuples hash their interned strings once, so computing the keys
+of an account-window costs well under a microsecond per key.
+
+Examples
+--------
+>>> from detectors.events import Event
+>>> ev = Event("a", 90000.0, "m", 1, 1, ip="203.0.113.7", asn=64500, user_agent="ua/1",
+...            payment_fingerprint="pf1", account_created_ts=86500.0)
+>>> cluster_keys(ev)
+[('ip24', '203.0.113'), ('asn', '64500'), ('ua', 'ua/1'), ('pay', 'pf1'), ('cohort', '1:64500')]
+>>> key_label(("ip24", "203.0.113"))
+'ip24:203.0.113'
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Final
+
+from detectors.events import Event
+
+__all__ = ["KIND_NAMES", "STRONG_KINDS", "Key", "cluster_keys", "key_label", "net_prefix"]
+
+Key = tuple[str, str]
+
+#: Human names of key kinds, for evidence and docs.
+KIND_NAMES: Final = {
+    "ip24": "IP /24 (IPv6 /48)",
+    "asn": "ASN",
+    "ua": "user agent",
+    "pay": "payment fingerprint",
+    "org": "organisation",
+    "sys": "system-prompt fingerprint",
+    "cohort": "signup cohort (creation day x ASN)",
+    "tpl": "prompt template (discovered)",
+}
+#: Kinds that name one operator almost by themselves (used to add members to a campaign).
+STRONG_KINDS: Final = frozenset({"tpl", "pay", "ip24", "cohort"})
+
+
+def net_prefix(ip: str) -> str | None:
+    """The /24 of an IPv4 address or the /48 of an IPv6 one; None when unparsable.
+
+    >>> net_prefix("198.51.100.23"), net_prefix("2001:db8:1:2::5")
+    ('198.51.100', '2001:db8:1::/48')
+    """
+    if ":" not in ip:
+        head, sep, _ = ip.rpartition(".")
+        return head if sep and head.count(".") == 2 else None
+    try:
+        return str(ipaddress.IPv6Network(f"{ip}/48", strict=False))
+    except ValueError:
+        return None
+
+
+def cluster_keys(ev: Event) -> list[Key]:
+    """Keys of the account behind ``ev`` (its newest event in a window)."""
+    out: list[Key] = []
+    if ev.ip is not None and (p := net_prefix(ev.ip)) is not None:
+        out.append(("ip24", p))
+    if ev.asn is not None:
+        out.append(("asn", str(ev.asn)))
+    if ev.user_agent is not None:
+        out.append(("ua", ev.user_agent))
+    if ev.payment_fingerprint is not None:
+        out.append(("pay", ev.payment_fingerprint))
+    if ev.org_id is not None:
+        out.append(("org", ev.org_id))
+    if ev.system_prompt_fingerprint is not None:
+        out.append(("sys", ev.system_prompt_fingerprint))
+    if ev.account_created_ts is not None:
+        day = int(ev.account_created_ts // 86400)
+        out.append(("cohort", f"{day}:{ev.asn if ev.asn is not None else '-'}"))
+    return out
+
+
+def key_label(key: Key) -> str:
+    return f"{key[0]}:{key[1]}"
