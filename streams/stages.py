@@ -53,15 +53,24 @@ class IngestStage:
         self._first_wall: float | None = None
         self._partition_ts: dict[int | None, float] = {}
         self._partition_wall: dict[int | None, float] = {}
+        # Per open window: the first offset of each partition that fed it, so offsets are
+        # committed only up to what closed windows have fully accounted for.
+        self._open_first: dict[float, dict[int | None, int]] = {}
+        self._next_offset: dict[int | None, int] = {}
 
     def handle(self, batch: Iterable[RawMessage], now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now
         v = self.cfg.validation
         res = IngestResult()
         det = self.detection
+        size = self.cfg.windows.size_s
+        open_first = self._open_first
+        next_offset = self._next_offset
         n = valid = late = dup = 0
         for payload, partition, offset in batch:
             n += 1
+            if offset is not None:
+                next_offset[partition] = offset + 1
             try:
                 ev = parse_event(
                     payload,
@@ -88,11 +97,18 @@ class IngestStage:
                 self._partition_ts[partition] = ev.ts
             self._partition_wall[partition] = now
             before_late = det.windower.late_events
-            if not det.add(ev):
-                if det.windower.late_events > before_late:
-                    late += 1
-                else:
-                    dup += 1
+            if det.add(ev):
+                if offset is not None:
+                    start = ev.ts - ev.ts % size
+                    firsts = open_first.get(start)
+                    if firsts is None:
+                        open_first[start] = {partition: offset}
+                    elif partition not in firsts:
+                        firsts[partition] = offset
+            elif det.windower.late_events > before_late:
+                late += 1
+            else:
+                dup += 1
         self.metrics.events_consumed.inc(n)
         self.metrics.events_valid.inc(valid)
         if late:
@@ -118,6 +134,14 @@ class IngestStage:
             res.findings = self._advance(wm, now)
         return res
 
+    def committable(self, partition: int | None) -> int | None:
+        """The offset that is safe to commit on ``partition``: every message before it is
+        either in a closed (scored) window, rejected, late or a duplicate."""
+        firsts = [f[partition] for f in self._open_first.values() if partition in f]
+        if firsts:
+            return min(firsts)
+        return self._next_offset.get(partition)
+
     def tick(self, now: float | None = None) -> list[dict[str, Any]]:
         """Wall-clock timer: let the watermark follow the clock while no events arrive."""
         now = time.time() if now is None else now
@@ -138,6 +162,9 @@ class IngestStage:
         m.active_accounts.set(det.active_accounts)
         if not closed:
             return []
+        done = det.windower.closed_before
+        for start in [s for s in self._open_first if s < done]:
+            del self._open_first[start]
         m.windows_closed.inc(closed)
         out: list[dict[str, Any]] = []
         for f in findings:
