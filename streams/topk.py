@@ -117,9 +117,11 @@ class WorstEntities:
     def update(self, msg: dict[str, Any], changes: Iterable[dict[str, Any]]) -> None:
         """Fold one findings-topic message and the alert changes it caused.
 
-        ``changes`` open and resolve entries; a ``finding`` message adds its window's output
-        tokens to the harvest of its open entry and refreshes its score and members. A finding
-        for a window already counted (redelivery) is ignored.
+        ``changes`` open and resolve entries; a ``finding`` message refreshes the score and
+        members of its open entry and its harvest: ``evidence.harvest.output_tokens`` when the
+        detector reports a running total (clusters), else the sum of the flagged windows'
+        ``evidence.features.output_tokens`` (accounts). A finding for a window already counted
+        (redelivery) is ignored.
         """
         with self._lock:
             for c in changes:
@@ -153,8 +155,15 @@ class WorstEntities:
             f.severity = msg["severity"]
         members = msg.get("member_count")
         f.members = int(members) if members is not None else 1
-        features = (msg.get("evidence") or {}).get("features") or {}
-        f.output_tokens += float(features.get("output_tokens", 0.0))
+        evidence = msg.get("evidence") or {}
+        harvest = evidence.get("harvest")
+        if isinstance(harvest, dict) and "output_tokens" in harvest:
+            # Cluster detectors report the campaign's running total since it was founded.
+            f.output_tokens = max(f.output_tokens, float(harvest["output_tokens"]))
+        else:
+            # Account findings carry one window's features: sum the flagged windows.
+            features = evidence.get("features") or {}
+            f.output_tokens += float(features.get("output_tokens", 0.0))
 
     def top(self, entity_type: str) -> list[Ranked]:
         """The ``k`` worst open entities of ``entity_type``, rank 1 first."""

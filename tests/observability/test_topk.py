@@ -83,6 +83,18 @@ def test_harvest_accumulates_once_per_window_and_resolution_drops(setup):
     assert _val(reg, "flagged_members", entity_type="cluster") == 0
 
 
+def test_cluster_harvest_is_the_detectors_running_total(setup):
+    worst, reg = setup
+    f1 = _finding("cluster", "c1", 20, 60, members=50, detector="cluster_campaign")
+    f1["evidence"]["harvest"] = {"requests": 900, "output_tokens": 250_000}
+    worst.update(f1, [_change("opened", f1)])
+    f2 = _finding("cluster", "c1", 20, 120, members=80, detector="cluster_campaign")
+    f2["evidence"]["harvest"] = {"requests": 1500, "output_tokens": 410_000}
+    worst.update(f2, [])
+    labels = {"entity_type": "cluster", "rank": "1"}
+    assert _val(reg, "top_entity_output_tokens", **labels) == 410_000
+
+
 def test_finding_without_open_alert_is_not_tracked(setup):
     worst, _reg = setup
     # A redelivered finding after resolution: AlertBook ignores it, so must the ranking.
