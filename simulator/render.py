@@ -1,0 +1,130 @@
+"""Vectorised text rendering: build many variable-length lines at once with numpy.
+
+Each segment of a line is a ``(bytes matrix, lengths)`` pair: row ``i`` contributes the first
+``lengths[i]`` bytes of ``matrix[i]``. Stacking the segments side by side and keeping only
+the used bytes (one boolean index, row-major) yields the lines back to back. A formatted
+Python string per event costs ~6 us; this costs well under 1 us.
+
+>>> import numpy as np
+>>> segs = [const(b"{", 2), decimal(np.array([7, 1234])), lookup([b"", b',"x":1'],
+...         np.array([1, 0])), const(b"}\\n", 2)]
+>>> join(segs)
+b'{7,"x":1}\\n{1234}\\n'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "Joiner",
+    "Segment",
+    "const",
+    "decimal",
+    "fixed_decimal",
+    "hex64",
+    "join",
+    "lookup",
+    "table",
+    "when",
+]
+
+Segment = tuple[np.ndarray, np.ndarray]
+
+_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def const(text: bytes, n: int) -> Segment:
+    row = np.frombuffer(text, dtype=np.uint8)
+    return np.broadcast_to(row, (n, len(row))), np.full(n, len(row))
+
+
+def table(items: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """A lookup table: padded byte matrix and lengths."""
+    width = max((len(b) for b in items), default=0) or 1
+    mat = np.zeros((len(items), width), dtype=np.uint8)
+    for i, b in enumerate(items):
+        mat[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
+    return mat, np.array([len(b) for b in items], dtype=np.int64)
+
+
+def lookup(items: list[bytes] | tuple[np.ndarray, np.ndarray], idx: np.ndarray) -> Segment:
+    mat, lens = table(items) if isinstance(items, list) else items
+    return mat[idx], lens[idx]
+
+
+def decimal(v: np.ndarray, width: int = 12, present: np.ndarray | None = None) -> Segment:
+    """Non-negative integers in decimal, no padding (at most ``width`` digits)."""
+    v = np.asarray(v, dtype=np.int64)
+    digits = np.ones(len(v), dtype=np.int64)
+    for p in range(1, width):
+        digits += v >= 10**p
+    power = digits[:, None] - 1 - np.arange(width)[None, :]
+    pow10 = 10 ** np.clip(power, 0, width - 1)
+    mat = _DIGITS[(v[:, None] // pow10) % 10]
+    lens = digits if present is None else np.where(present, digits, 0)
+    return mat, lens
+
+
+def fixed_decimal(v: np.ndarray, width: int) -> Segment:
+    """Non-negative integers zero-padded to ``width`` digits."""
+    v = np.asarray(v, dtype=np.int64)
+    pow10 = 10 ** np.arange(width - 1, -1, -1, dtype=np.int64)
+    return _DIGITS[(v[:, None] // pow10) % 10], np.full(len(v), width)
+
+
+def hex64(v: np.ndarray, width: int = 16, present: np.ndarray | None = None) -> Segment:
+    """Unsigned integers as ``width`` lower-case hex digits (zero-padded)."""
+    v = np.asarray(v).astype(np.uint64)
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64) * np.uint64(4)
+    nib = (v[:, None] >> shifts[None, :]) & np.uint64(15)
+    lens = np.full(len(v), width) if present is None else np.where(present, width, 0)
+    return _DIGITS[nib.astype(np.int64)], lens
+
+
+def when(seg: Segment, present: np.ndarray) -> Segment:
+    """``seg`` only where ``present``; nothing elsewhere."""
+    return seg[0], np.where(present, seg[1], 0)
+
+
+class Joiner:
+    """:func:`join` with reused buffers: across chunks of the same shape, constant segments
+    and the masks of fixed-width segments are written once."""
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] | None = None
+        self._out = np.empty((0, 0), dtype=np.uint8)
+        self._keep = np.empty((0, 0), dtype=bool)
+        self._full: list[bool] = []
+
+    def __call__(self, segments: list[Segment]) -> bytes:
+        n = len(segments[0][1])
+        widths = [m.shape[1] for m, _ in segments]
+        key = (n, *widths)
+        fresh = key != self._key
+        if fresh:
+            self._key = key
+            self._out = np.empty((n, sum(widths)), dtype=np.uint8)
+            self._keep = np.empty((n, sum(widths)), dtype=bool)
+            self._full = [False] * len(segments)
+        out, keep = self._out, self._keep
+        col = 0
+        for i, ((mat, lens), w) in enumerate(zip(segments, widths, strict=True)):
+            full = bool((lens == w).all())
+            constant = full and mat.strides[0] == 0
+            if fresh or not constant:
+                out[:, col : col + w] = mat
+            if full:
+                if not self._full[i]:
+                    keep[:, col : col + w] = True
+            else:
+                np.less(np.arange(w)[None, :], lens[:, None], out=keep[:, col : col + w])
+            self._full[i] = full
+            col += w
+        # np.compress is several times faster than boolean indexing for this shape.
+        return np.compress(keep.ravel(), out.ravel()).tobytes()
+
+
+def join(segments: list[Segment]) -> bytes:
+    """Concatenate segment by segment, row by row."""
+    return Joiner()(segments)
