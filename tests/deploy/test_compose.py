@@ -1,0 +1,283 @@
+"""deploy/docker-compose.yml: Docker cannot run here, so check what `docker compose up` would
+trip over — files that do not exist, and ports, topics and variables the worker would read
+differently from what the other services expect."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.config import Config
+from tests.deploy.manifests import (
+    COMPOSE,
+    DEPLOY,
+    Mount,
+    compose_env,
+    config_for,
+    load_yaml,
+    parse_port,
+    parse_volume,
+    unknown_env,
+)
+
+SCRAPE_JOB = "distillwatch"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def _workers(services: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: s
+        for name, s in services.items()
+        if isinstance(s.get("command"), list) and s["command"][:1] == ["worker"]
+    }
+
+
+def _mounts(service: dict[str, Any]) -> list[Mount]:
+    return [parse_volume(v) for v in service.get("volumes", [])]
+
+
+def _host_path(source: str) -> Path:
+    return (DEPLOY / source).resolve()
+
+
+def _service_config(service: dict[str, Any]) -> Config:
+    """The config a distillwatch container of ``service`` loads: the file bind-mounted at
+    DISTILLWATCH_CONFIG (read from the host) plus the service's environment."""
+    env = compose_env(service)
+    path = env.get("DISTILLWATCH_CONFIG")
+    assert path, "no DISTILLWATCH_CONFIG: the container would run on built-in defaults"
+    mount = next((m for m in _mounts(service) if m.target == path), None)
+    assert mount is not None and mount.bind, f"nothing mounted at {path}"
+    return config_for(env, _host_path(mount.source))
+
+
+def _kafka_env(services: dict[str, Any]) -> dict[str, str]:
+    return compose_env(services["kafka"])
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for item in value.split(","):
+        name, _, addr = item.partition("://")
+        host, _, port = addr.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def test_services_present(services: dict[str, Any]) -> None:
+    for name in ("kafka", "topics-init", "prometheus", "alertmanager", "grafana"):
+        assert name in services, f"compose has no {name!r} service"
+    assert len(_workers(services)) >= 2, "scale-out needs at least two worker services"
+
+
+def test_kafka_is_official_image_in_kraft_mode(services: dict[str, Any]) -> None:
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    env = _kafka_env(services)
+    assert not any("ZOOKEEPER" in k for k in env)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = str(env["KAFKA_NODE_ID"])
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert any(v.startswith(f"{node_id}@") for v in voters)
+    # kafka-storage.sh format rejects anything but a base64url UUID (16 bytes).
+    raw = base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")
+    assert len(raw) == 16
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert controller in listeners
+    voter_port = int(voters[0].rsplit(":", 1)[1])
+    assert listeners[controller][1] == voter_port
+    protocol_map = dict(
+        p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) <= set(protocol_map)
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    for name, (_, port) in advertised.items():
+        assert listeners[name][1] == port, f"advertised listener {name} port differs"
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    # Published ports must be listeners advertised as reachable from the host.
+    for spec in kafka.get("ports", []):
+        _, host_port, target = parse_port(spec)
+        match = [a for a in advertised.values() if a[1] == target]
+        assert match and match[0][0] in ("localhost", "127.0.0.1") and host_port == target
+
+
+def test_worker_config_validates_and_reaches_kafka(services: dict[str, Any]) -> None:
+    env = _kafka_env(services)
+    advertised = set(_listeners(env["KAFKA_ADVERTISED_LISTENERS"]).values())
+    for name, svc in _workers(services).items():
+        cfg = _service_config(svc)
+        host, _, port = cfg.broker.bootstrap.rpartition(":")
+        assert (host, int(port)) in advertised, (
+            f"{name}: broker.url {cfg.broker.url} is not an advertised Kafka listener"
+        )
+        assert host in services, f"{name}: broker host {host} is not a compose service"
+
+
+def test_workers_share_one_consumer_group_with_own_state(services: dict[str, Any]) -> None:
+    workers = _workers(services)
+    cfgs = {name: _service_config(s) for name, s in workers.items()}
+    assert len({c.worker.app_id for c in cfgs.values()}) == 1, "workers must share app_id"
+    assert len({c.topics.model_dump_json() for c in cfgs.values()}) == 1
+    state_volumes = []
+    for name, svc in workers.items():
+        data_dir = cfgs[name].worker.data_dir
+        mount = next((m for m in _mounts(svc) if m.target == data_dir), None)
+        assert mount is not None, f"{name}: worker.data_dir {data_dir} is not on a volume"
+        assert not mount.bind and not mount.read_only
+        state_volumes.append(mount.source)
+    # RocksDB locks its directory: two workers must never share one.
+    assert len(set(state_volumes)) == len(state_volumes)
+
+
+def test_workers_wait_for_topics_init(services: dict[str, Any]) -> None:
+    for name, svc in _workers(services).items():
+        assert "--no-create-topics" in svc["command"], f"{name} would create topics itself"
+        cond = svc["depends_on"]["topics-init"]["condition"]
+        assert cond == "service_completed_successfully"
+    init = services["topics-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["kafka"]
+    assert init.get("restart", "no") == "no"
+
+
+def test_topics_init_uses_the_workers_image_and_config(services: dict[str, Any]) -> None:
+    init = services["topics-init"]
+    workers = list(_workers(services).values())
+    assert all(w["image"] == init["image"] for w in workers)
+    init_cfg = _service_config(init)
+    worker_cfg = _service_config(workers[0])
+    assert init_cfg.topics == worker_cfg.topics
+    assert init_cfg.broker == worker_cfg.broker
+    script = init["entrypoint"][-1]
+    assert script == "/opt/distillwatch/topics-init/create_topics.py"
+
+
+def test_metrics_reachable_and_ports_unique(services: dict[str, Any]) -> None:
+    published: list[int] = []
+    for svc in services.values():
+        for spec in svc.get("ports", []):
+            host_ip, host_port, _ = parse_port(spec)
+            # Bound to loopback: this stack has no authentication in front of it.
+            assert host_ip == "127.0.0.1", f"{spec} is published on every interface"
+            assert host_port is not None
+            published.append(host_port)
+    assert len(published) == len(set(published)), "two services publish the same host port"
+    for name, svc in _workers(services).items():
+        cfg = _service_config(svc)
+        assert cfg.metrics.host == "0.0.0.0", f"{name}: /metrics unreachable from Prometheus"
+        targets = [parse_port(p)[2] for p in svc.get("ports", [])]
+        assert cfg.metrics.port in targets, f"{name}: metrics port {cfg.metrics.port} not published"
+
+
+def test_every_distillwatch_variable_is_a_config_field(services: dict[str, Any]) -> None:
+    for name, svc in services.items():
+        assert unknown_env(compose_env(svc)) == [], name
+
+
+def test_referenced_files_exist(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in services.items():
+        for m in _mounts(svc):
+            if m.bind:
+                assert _host_path(m.source).exists(), f"{name}: {m.source} does not exist"
+            else:
+                assert m.source in declared, f"{name}: volume {m.source} not declared"
+        build = svc.get("build")
+        if build:
+            ctx = _host_path(build["context"])
+            assert (ctx / build.get("dockerfile", "Dockerfile")).is_file()
+        for dep in svc.get("depends_on", {}):
+            assert dep in services, f"{name} depends on unknown service {dep}"
+
+
+def _prometheus_config(services: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    mounts = {m.target: m for m in _mounts(services["prometheus"])}
+    cmd = services["prometheus"]["command"]
+    cfg_path = next(c.split("=", 1)[1] for c in cmd if c.startswith("--config.file="))
+    assert cfg_path in mounts, f"prometheus --config.file {cfg_path} is not mounted"
+    return load_yaml(_host_path(mounts[cfg_path].source)), {
+        t: m.source for t, m in mounts.items()
+    }
+
+
+def test_prometheus_scrapes_every_worker(services: dict[str, Any]) -> None:
+    prom, _ = _prometheus_config(services)
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    assert SCRAPE_JOB in jobs, f"no scrape job {SCRAPE_JOB!r} (the alert rules select on it)"
+    targets = {t for sc in jobs[SCRAPE_JOB].get("static_configs", []) for t in sc["targets"]}
+    expected = {
+        f"{name}:{_service_config(svc).metrics.port}"
+        for name, svc in _workers(services).items()
+    }
+    assert targets == expected
+
+
+def test_prometheus_loads_the_rules_and_finds_alertmanager(services: dict[str, Any]) -> None:
+    prom, mounts = _prometheus_config(services)
+    rule_globs = prom.get("rule_files") or []
+    assert rule_globs, "prometheus.yml loads no rule files"
+    rules_dir_target = next(t for t in mounts if t.rstrip("/").endswith("rules"))
+    host_rules = sorted(_host_path(mounts[rules_dir_target]).glob("*.yml"))
+    assert host_rules, "deploy/prometheus/rules has no rule file"
+    for rule in host_rules:
+        container_path = f"{rules_dir_target.rstrip('/')}/{rule.name}"
+        assert any(fnmatch.fnmatch(container_path, g) for g in rule_globs), (
+            f"{rule.name} is mounted at {container_path} but no rule_files glob loads it"
+        )
+    am_port = parse_port(services["alertmanager"]["ports"][0])[2]
+    am_targets = {
+        t
+        for am in prom["alerting"]["alertmanagers"]
+        for sc in am.get("static_configs", [])
+        for t in sc["targets"]
+    }
+    assert f"alertmanager:{am_port}" in am_targets
+
+
+def test_alertmanager_config_mounted(services: dict[str, Any]) -> None:
+    am = services["alertmanager"]
+    mounts = {m.target: m for m in _mounts(am)}
+    path = next(c.split("=", 1)[1] for c in am["command"] if c.startswith("--config.file="))
+    cfg = load_yaml(_host_path(mounts[path].source))
+    assert "route" in cfg and "receivers" in cfg
+
+
+def test_grafana_provisioning_matches_the_mounts(services: dict[str, Any]) -> None:
+    graf = services["grafana"]
+    mounts = {m.target: m for m in _mounts(graf)}
+    prov = _host_path(mounts["/etc/grafana/provisioning"].source)
+    datasources = [
+        ds
+        for f in sorted((prov / "datasources").glob("*.y*ml"))
+        for ds in (load_yaml(f) or {}).get("datasources", [])
+    ]
+    prom_port = parse_port(services["prometheus"]["ports"][0])[2]
+    prom_ds = [d for d in datasources if d.get("type") == "prometheus"]
+    assert prom_ds, "no Prometheus datasource provisioned"
+    assert any(d.get("url", "").rstrip("/") == f"http://prometheus:{prom_port}" for d in prom_ds)
+    providers = [
+        p
+        for f in sorted((prov / "dashboards").glob("*.y*ml"))
+        for p in (load_yaml(f) or {}).get("providers", [])
+    ]
+    assert providers, "no dashboard provider provisioned"
+    for p in providers:
+        path = p["options"]["path"].rstrip("/")
+        mount = next((m for t, m in mounts.items() if path == t or path.startswith(t + "/")), None)
+        assert mount is not None, f"dashboard provider path {path} is not mounted"
+        host = _host_path(mount.source) / path.removeprefix(mount.target).lstrip("/")
+        assert list(host.rglob("*.json")), f"no dashboard JSON under {host}"

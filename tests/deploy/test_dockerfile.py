@@ -1,0 +1,96 @@
+"""deploy/Dockerfile without Docker: what it copies exists and is not excluded from the build
+context, the runtime stage is slim and non-root, and its health check and environment agree
+with the worker's configuration."""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+
+import pytest
+
+from tests.deploy.manifests import DEPLOY, DOCKERFILE, REPO, Dockerfile, config_for, unknown_env
+
+
+@pytest.fixture(scope="module")
+def df() -> Dockerfile:
+    return Dockerfile.read(DOCKERFILE)
+
+
+def _dockerignore_excludes(path: str) -> bool:
+    """Whether deploy/Dockerfile.dockerignore keeps ``path`` out of the build context (last
+    matching pattern wins, ``!`` re-includes; parents count, as in Docker)."""
+    patterns = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    excluded = False
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pat in patterns:
+        negate = pat.startswith("!")
+        pat = pat.removeprefix("!").rstrip("/")
+        bare = pat.removeprefix("**/")
+        if any(fnmatch.fnmatch(c, pat) or fnmatch.fnmatch(c, bare) for c in candidates):
+            excluded = not negate
+    return excluded
+
+
+def test_runtime_stage_is_slim_python(df: Dockerfile) -> None:
+    stages = df.stages()
+    assert len(stages) >= 2, "build and runtime stages keep compilers out of the image"
+    base = df.expand(stages[-1][0][1])
+    assert base.startswith("python:3.11") and "slim" in base
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == ">=3.11"
+
+
+def test_runs_as_a_numeric_non_root_user(df: Dockerfile) -> None:
+    user = df.expand(df.final_stage("USER")[-1])
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) >= 1000, "runAsNonRoot needs a numeric non-root uid"
+
+
+def test_copied_sources_exist_and_reach_the_context(df: Dockerfile) -> None:
+    copied = []
+    for sources, _dest, stage in df.copies():
+        if stage is not None:
+            continue
+        for src in sources:
+            assert (REPO / src).exists(), f"COPY {src}: no such file in the repository"
+            assert not _dockerignore_excludes(src), f"COPY {src}: excluded by the .dockerignore"
+            copied.append(src.rstrip("/"))
+    # Every package pyproject installs must be in the image, or `pip install .` drops it.
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        assert pattern.rstrip("*") in copied, f"package {pattern} is not copied into the image"
+    assert _dockerignore_excludes(".venv") and _dockerignore_excludes("tests/conftest.py")
+
+
+def test_healthcheck_calls_the_metrics_endpoint(df: Dockerfile) -> None:
+    (check,) = df.final_stage("HEALTHCHECK")
+    env = df.env()
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    assert "/metrics" in check
+    assert f"'DISTILLWATCH_METRICS__PORT', '{cfg.metrics.port}'" in check
+    assert str(cfg.metrics.port) in df.final_stage("EXPOSE")[0].split()
+    assert cfg.metrics.host == "0.0.0.0"
+
+
+def test_environment_names_real_config_fields(df: Dockerfile) -> None:
+    env = df.env()
+    assert unknown_env(env) == []
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    volumes = " ".join(df.final_stage("VOLUME"))
+    assert cfg.worker.data_dir in volumes
+    # The baked-in config is the example file, at the path DISTILLWATCH_CONFIG names.
+    dests = {dest: srcs for srcs, dest, _ in df.copies()}
+    assert dests[env["DISTILLWATCH_CONFIG"]] == ["deploy/config.example.toml"]
+
+
+def test_entrypoint_is_the_cli(df: Dockerfile) -> None:
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    (entry,) = df.final_stage("ENTRYPOINT")
+    assert entry.strip('[]"') in scripts
+    assert '"worker"' in df.final_stage("CMD")[0]

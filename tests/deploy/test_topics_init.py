@@ -1,0 +1,107 @@
+"""deploy/topics-init/create_topics.py against a real (Tansu) broker: it creates the topics
+the compose services' config names, with one partition for findings, idempotently, and
+refuses a requests topic whose partition count differs from the config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from tests.deploy.manifests import COMPOSE, DEPLOY, compose_env, config_for, load_yaml
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = DEPLOY / "topics-init" / "create_topics.py"
+
+
+def _partitions(broker: EmbeddedBroker, topics: list[str]) -> dict[str, int]:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        return {
+            d["name"]: len(d["partitions"])
+            for d in admin.describe_topics(topics)
+            if d["error_code"] == 0
+        }
+    finally:
+        admin.close()
+
+
+def _compose_init_env(prefix: str) -> dict[str, str]:
+    """topics-init's environment from the compose file, with the topic names prefixed so this
+    test does not collide with others on the shared session broker."""
+    env = compose_env(load_yaml(COMPOSE)["services"]["topics-init"])
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    for field in type(cfg.topics).model_fields:
+        if field != "partitions":
+            env[f"DISTILLWATCH_TOPICS__{field.upper()}"] = f"{prefix}-{getattr(cfg.topics, field)}"
+    env.pop("DISTILLWATCH_CONFIG")
+    return env
+
+
+def _run(
+    broker: EmbeddedBroker, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "-c",
+            str(DEPLOY / "config.example.toml"),
+            "--broker",
+            broker.url,
+            "--wait-s",
+            "10",
+            *args,
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> None:
+    env = _compose_init_env(uuid.uuid4().hex[:8])
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    topics = cfg.topics.all()
+    assert _partitions(broker, topics) == {}
+
+    first = _run(broker, env)
+    assert first.returncode == 0, first.stderr
+    want: dict[str, Any] = {t: cfg.topics.partitions for t in topics}
+    want[cfg.topics.findings] = 1
+    assert _partitions(broker, topics) == want
+
+    again = _run(broker, env)
+    assert again.returncode == 0, again.stderr
+    assert _partitions(broker, topics) == want
+
+
+def test_refuses_a_requests_topic_with_other_partitions(broker: EmbeddedBroker) -> None:
+    env = _compose_init_env(uuid.uuid4().hex[:8])
+    assert _run(broker, env).returncode == 0
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    env["DISTILLWATCH_TOPICS__PARTITIONS"] = str(cfg.topics.partitions + 4)
+    grown = _run(broker, env)
+    assert grown.returncode == 1
+    # Problems are the lines the script prints itself; log lines carry a timestamp.
+    problems = [ln for ln in grown.stderr.splitlines() if ln.startswith("topics-init: ")]
+    assert len(problems) == 1
+    assert f"{cfg.topics.requests}: has {cfg.topics.partitions} partitions" in problems[0]
+    # Topics where the count is harmless only warn.
+    assert f"{cfg.topics.alerts}: has {cfg.topics.partitions} partitions" in grown.stderr
+    assert _partitions(broker, [cfg.topics.requests])[cfg.topics.requests] == cfg.topics.partitions
+
+
+def test_bad_config_exits_2_naming_the_field(broker: EmbeddedBroker) -> None:
+    res = _run(broker, {"DISTILLWATCH_TOPICS__PARTITIONS": "0"})
+    assert res.returncode == 2
+    assert "topics.partitions" in res.stderr
