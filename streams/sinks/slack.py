@@ -1,0 +1,295 @@
+"""Slack sink: one Block Kit message per entity (a campaign's cluster, or a lone account).
+
+Alerts are grouped by entity: every detector's alert on the same account or cluster shares
+one message, and alerts of accounts that are members of an open cluster alert are folded
+into the cluster's message (counted, not posted), so a campaign of 10,000 accounts is one
+message, not 10,000. Two ways to reach Slack:
+
+- **bot token** (``chat.postMessage`` + ``chat.update``): the message is posted once and
+  then edited in place as the alert is updated and resolved;
+- **incoming webhook**: a webhook cannot edit what it posted, so the sink posts when the
+  group opens and again only when its severity rises; updates in between are folded in.
+
+The runner spaces requests by ``slack_min_interval_s`` (Slack allows about one message per
+second per webhook) and honours ``429`` + ``Retry-After``. The webhook URL and the token are
+credentials: they are never logged (errors name the sink as ``slack``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from detectors.findings import severity_rank
+from streams.sinks.base import Sink
+from streams.sinks.envelope import Envelope
+from streams.sinks.errors import DeliveryError
+from streams.sinks.slack_blocks import render
+from streams.sinks.transport import post
+
+__all__ = ["SlackGroups", "SlackSink"]
+
+_RETRIABLE_API_ERRORS = frozenset(
+    {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
+)
+_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+
+
+@dataclass(slots=True)
+class Group:
+    """Slack state of one entity's alerts."""
+
+    key: tuple[str, str]
+    alerts: dict[str, Envelope] = field(default_factory=dict)
+    open: set[str] = field(default_factory=set)
+    folded: set[str] = field(default_factory=set)
+    members: frozenset[str] = frozenset()
+    channel: str | None = None
+    ts: str | None = None
+    posted: bool = False
+    sent_digest: tuple[Any, ...] | None = None
+    sent_severity: str | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return not self.open
+
+    @property
+    def severity(self) -> str:
+        live = [e for e in self.alerts.values() if e.detector in self.open] or list(
+            self.alerts.values()
+        )
+        return max((e.severity for e in live), key=severity_rank)
+
+    def digest(self) -> tuple[Any, ...]:
+        """What a reader would notice changing (folded member counts are not worth an edit)."""
+        return (
+            self.severity,
+            tuple(sorted(self.open)),
+            tuple(
+                (d, round(float(e.change.get("score") or 0.0), 1), e.change.get("member_count"))
+                for d, e in sorted(self.alerts.items())
+            ),
+        )
+
+
+class SlackGroups:
+    """Alert changes to groups, in order; pure bookkeeping, no I/O.
+
+    >>> from streams.sinks.envelope import Envelope
+    >>> def env(etype, eid, state="opened", members=None):
+    ...     c = {"alert_id": eid, "state": state, "entity_type": etype, "entity_id": eid,
+    ...          "detector": "d", "members": members or []}
+    ...     return Envelope.build(c, detectors=("d",), severity="warning")
+    >>> groups = SlackGroups()
+    >>> g, sync = groups.fold(env("cluster", "c1", members=["a1", "a2"]))
+    >>> g.key, sync
+    (('cluster', 'c1'), True)
+    >>> g2, sync = groups.fold(env("account", "a1"))  # member of c1: folded, no own message
+    >>> g2 is g, sync, len(g.folded)
+    (True, False, 1)
+    """
+
+    def __init__(self, max_groups: int = 10_000) -> None:
+        self.max_groups = max_groups
+        self._groups: OrderedDict[tuple[str, str], Group] = OrderedDict()
+        self._member_of: dict[str, tuple[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def fold(self, env: Envelope) -> tuple[Group | None, bool]:
+        """Apply one change; return its group and whether the message needs syncing."""
+        resolved = env.state == "resolved"
+        key = (env.entity_type, env.entity_id)
+        if env.entity_type != "cluster" and key not in self._groups:
+            ck = self._member_of.get(env.entity_id)
+            cluster = self._groups.get(ck) if ck is not None else None
+            if cluster is not None:
+                if resolved:
+                    cluster.folded.discard(env.entity_id)
+                else:
+                    cluster.folded.add(env.entity_id)
+                return cluster, False
+        g = self._groups.get(key)
+        if g is None:
+            if resolved:
+                return None, False
+            g = self._groups[key] = Group(key)
+            while len(self._groups) > self.max_groups:
+                _, old = self._groups.popitem(last=False)
+                self._unindex(old)
+        self._groups.move_to_end(key)
+        g.alerts[env.detector] = env
+        if resolved:
+            g.open.discard(env.detector)
+        else:
+            g.open.add(env.detector)
+        if env.entity_type == "cluster":
+            self._unindex(g)
+            if g.open:
+                members: set[str] = set()
+                for e in g.alerts.values():
+                    if e.detector in g.open:
+                        members.update(str(m) for m in e.change.get("members") or ())
+                g.members = frozenset(members)
+                for m in g.members:
+                    self._member_of.setdefault(m, key)
+        return g, True
+
+    def _unindex(self, g: Group) -> None:
+        for m in g.members:
+            if self._member_of.get(m) == g.key:
+                del self._member_of[m]
+        g.members = frozenset()
+
+    def drop(self, g: Group) -> None:
+        """Forget a resolved group once its final state was sent."""
+        if self._groups.get(g.key) is g:
+            del self._groups[g.key]
+            self._unindex(g)
+
+
+class SlackSink(Sink):
+    """Post alert groups to Slack (see the module docstring for the two modes).
+
+    Parameters
+    ----------
+    webhook_url
+        Incoming-webhook URL (webhook mode).
+    bot_token, channel
+        Bot token and channel id (edit-in-place mode); wins over ``webhook_url``.
+    api_url
+        Slack Web API base URL.
+    timeout_s
+        Timeout of one request.
+    """
+
+    name = "slack"
+
+    def __init__(
+        self,
+        *,
+        webhook_url: str | None = None,
+        bot_token: str | None = None,
+        channel: str | None = None,
+        api_url: str = "https://slack.com/api",
+        timeout_s: float = 10.0,
+    ) -> None:
+        if bot_token and not channel:
+            raise ValueError("slack: a bot token needs sinks.slack_channel")
+        if not bot_token and not webhook_url:
+            raise ValueError("slack: set sinks.slack_webhook_url or sinks.slack_bot_token")
+        self.mode: Literal["api", "webhook"] = "api" if bot_token else "webhook"
+        self._webhook_url = webhook_url
+        self._token = bot_token
+        self.channel = channel
+        self.api_url = api_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.groups = SlackGroups()
+        self._session: aiohttp.ClientSession | None = None
+        self._current: tuple[str, Group | None, bool] | None = None
+
+    def __repr__(self) -> str:  # never show the URL or token
+        return f"SlackSink(mode={self.mode})"
+
+    async def setup(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, env: Envelope) -> int:
+        # Fold once per envelope: the runner calls send again after a failed attempt.
+        if self._current is None or self._current[0] != env.delivery_id:
+            g, sync = self.groups.fold(env)
+            self._current = (env.delivery_id, g, sync)
+        _, g, sync = self._current
+        if g is None or not sync:
+            return 0
+        sent = await self._sync(g)
+        if g.resolved:
+            self.groups.drop(g)
+        return sent
+
+    async def on_dead(self, env: Envelope, reason: str) -> None:
+        self._current = None
+
+    async def _sync(self, g: Group) -> int:
+        payload = render(g.alerts, g.open, folded_accounts=len(g.folded))
+        digest = g.digest()
+        severity = g.severity
+        if self.mode == "api":
+            if g.ts is None:
+                if g.resolved:
+                    return 0
+                await self._post_api(g, payload)
+            elif digest != g.sent_digest:
+                try:
+                    await self._api("chat.update", {"channel": g.channel, "ts": g.ts, **payload})
+                except DeliveryError as err:
+                    if str(err).split()[-1] not in _GONE_ERRORS:
+                        raise
+                    await self._post_api(g, payload)  # deleted by a human: post afresh
+            else:
+                return 0
+        else:
+            escalated = g.posted and severity_rank(severity) > severity_rank(
+                g.sent_severity or "info"
+            )
+            if g.resolved or (g.posted and not escalated):
+                g.sent_digest = digest
+                return 0
+            if escalated:
+                payload["text"] = "Escalated: " + payload["text"]
+            await self._post_webhook(payload)
+        g.posted = True
+        g.sent_digest = digest
+        g.sent_severity = severity
+        return 1
+
+    async def _post_webhook(self, payload: dict[str, Any]) -> None:
+        assert self._session is not None and self._webhook_url is not None
+        await post(
+            self._session,
+            self._webhook_url,
+            data=orjson.dumps(payload),
+            headers={"Content-Type": "application/json"},
+            what="slack webhook",
+        )
+
+    async def _post_api(self, g: Group, payload: dict[str, Any]) -> None:
+        resp = await self._api("chat.postMessage", {"channel": self.channel, **payload})
+        g.ts = str(resp["ts"])
+        g.channel = str(resp.get("channel") or self.channel)
+
+    async def _api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self._session is not None
+        resp = await post(
+            self._session,
+            f"{self.api_url}/{method}",
+            data=orjson.dumps(body),
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Authorization": f"Bearer {self._token}",
+            },
+            what=f"slack {method}",
+        )
+        try:
+            data = orjson.loads(resp.text)
+        except orjson.JSONDecodeError:
+            raise DeliveryError(f"slack {method}: answer is not JSON", retriable=True) from None
+        if not data.get("ok"):
+            error = str(data.get("error", "unknown_error"))
+            raise DeliveryError(
+                f"slack {method}: {error}", retriable=error in _RETRIABLE_API_ERRORS
+            )
+        return data  # type: ignore[no-any-return]
