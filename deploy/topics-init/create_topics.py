@@ -8,11 +8,15 @@ from what the workers expect.
 
 Every topic gets ``topics.partitions`` partitions except ``findings``, which gets exactly one:
 the alert agent keeps each alert's lifecycle in one place, and the window-close watermarks
-it receives must stay in order. The script is idempotent. It never adds partitions to an
-existing topic: Kafka maps a key to ``hash(key) % partitions``, so growing ``requests``
-moves accounts between partitions and away from their detector state (docs/deployment.md,
-"Changing the partition count"). A topic whose partition count differs from the plan is
-reported and the script exits 1.
+it receives must stay in order. The changelog topics of the worker's Faust tables are
+created here too, compacted and with ``--replication-factor`` replicas: left to Faust they
+would get its default of one replica, and a broker loss would then lose detector state.
+
+The script is idempotent. It never adds partitions to an existing topic: Kafka maps a key to
+``hash(key) % partitions``, so growing ``requests`` moves accounts between partitions and
+away from their detector state (docs/deployment.md, "Changing the partition count"). When
+``requests``, ``findings`` or a changelog topic has another partition count than planned,
+the script says so and exits 1; other topics only get a warning.
 
 Usage::
 
@@ -63,6 +67,27 @@ def plan(
         configs = {"retention.ms": str(requests_retention_ms)} if name == t.requests else {}
         strict = name in (t.requests, t.findings)
         out.append(TopicPlan(name, partitions, configs, strict))
+    return out
+
+
+def changelog_plan(cfg: Config) -> list[TopicPlan]:
+    """The changelog topics of the worker's Faust tables, read from the app itself so a new
+    table is covered without editing this script. Building the app opens no connection."""
+    from streams.app import build_app
+
+    app = build_app(cfg)
+    out = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        partitions = topic.partitions or app.conf.topic_partitions
+        out.append(
+            TopicPlan(
+                topic.get_topic_name(),
+                partitions,
+                {"cleanup.policy": "compact", **(topic.config or {})},
+                True,
+            )
+        )
     return out
 
 
@@ -189,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"topics-init: {err}", file=sys.stderr)
         return 2
-    wanted = plan(cfg, args.requests_retention_ms)
+    wanted = plan(cfg, args.requests_retention_ms) + changelog_plan(cfg)
     problems = ensure_topics(cfg.broker.bootstrap, wanted, args.replication_factor, args.wait_s)
     for line in problems:
         print(f"topics-init: {line}", file=sys.stderr)

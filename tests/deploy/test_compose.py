@@ -127,6 +127,21 @@ def test_worker_config_validates_and_reaches_kafka(services: dict[str, Any]) -> 
         assert host in services, f"{name}: broker host {host} is not a compose service"
 
 
+def test_simulated_traffic_goes_where_the_workers_read(services: dict[str, Any]) -> None:
+    traffic = services["traffic"]
+    assert traffic.get("profiles"), "traffic must not start with a plain `up`"
+    cmd = traffic["command"]
+    assert cmd[0] == "simulate"
+    worker_cfg = _service_config(next(iter(_workers(services).values())))
+    assert cmd[cmd.index("--broker") + 1] == worker_cfg.broker.url
+    traffic_cfg = _service_config(traffic)
+    # simulate produces to topics.requests of its own config unless --topic says otherwise.
+    assert "--topic" not in cmd and traffic_cfg.topics.requests == worker_cfg.topics.requests
+    scenario = cmd[1].replace("${SCENARIO:-", "").rstrip("}")
+    mount = next(m for m in _mounts(traffic) if scenario.startswith(m.target + "/"))
+    assert (_host_path(mount.source) / scenario.removeprefix(mount.target + "/")).is_file()
+
+
 def test_workers_share_one_consumer_group_with_own_state(services: dict[str, Any]) -> None:
     workers = _workers(services)
     cfgs = {name: _service_config(s) for name, s in workers.items()}

@@ -43,6 +43,8 @@ def _compose_init_env(prefix: str) -> dict[str, str]:
         if field != "partitions":
             env[f"DISTILLWATCH_TOPICS__{field.upper()}"] = f"{prefix}-{getattr(cfg.topics, field)}"
     env.pop("DISTILLWATCH_CONFIG")
+    # Faust names changelog topics after the app id: isolate those as well.
+    env["DISTILLWATCH_WORKER__APP_ID"] = f"{prefix}-{cfg.worker.app_id}"
     return env
 
 
@@ -79,6 +81,16 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
     want: dict[str, Any] = {t: cfg.topics.partitions for t in topics}
     want[cfg.topics.findings] = 1
     assert _partitions(broker, topics) == want
+    # The Faust tables' changelogs too, named after the app id, as Faust will look for them.
+    from streams.app import build_app
+
+    app = build_app(cfg)
+    changelogs = {
+        t.changelog_topic.get_topic_name(): t.changelog_topic.partitions or cfg.topics.partitions
+        for t in app.tables.values()
+    }
+    assert changelogs, "the worker has no Faust table"
+    assert _partitions(broker, list(changelogs)) == changelogs
 
     again = _run(broker, env)
     assert again.returncode == 0, again.stderr
