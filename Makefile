@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint prometheus-tools
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -20,7 +20,12 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Real Prometheus tools for tests/observability (promtool, prometheus, amtool): Debian
+# packages. The tests start their own Prometheus on a free port, never the packaged service.
+prometheus-tools:
+	command -v promtool >/dev/null && command -v amtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager)
+
 # pytest exits 5 when it collects nothing: that is a failure here, on purpose.
-test: $(STAMP)
+test: $(STAMP) prometheus-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(ARGS)
