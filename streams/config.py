@@ -61,6 +61,13 @@ class TopicsConfig(_Section):
     actions: str = "actions"
     partitions: int = Field(4, ge=1, description="Partitions created for new topics")
 
+    def layout(self) -> dict[str, int]:
+        """Topic name -> partitions. ``findings`` has one partition: the alert agent needs
+        findings and watermarks in one order, and its state table is co-partitioned with it."""
+        out = dict.fromkeys(self.all(), self.partitions)
+        out[self.findings] = 1
+        return out
+
     def all(self) -> list[str]:
         return [
             self.requests,

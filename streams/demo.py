@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     topics = TopicsConfig()
     print("starting the embedded broker (Tansu) ...", flush=True)
     try:
-        broker = EmbeddedBroker(args.port, topics=topics.all()).start()
+        broker = EmbeddedBroker(args.port, topics=topics.layout()).start()
     except BrokerError as err:
         print(f"distillwatch demo: {err}", file=sys.stderr)
         return 1

@@ -6,9 +6,11 @@ so the stages are tested directly and the same code runs in every deployment.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from detectors.alerts import AlertBook
 from detectors.events import InvalidEvent, parse_event
@@ -176,17 +178,52 @@ class IngestStage:
 
 
 class AlertStage:
-    """Fold findings-topic messages into alert state changes (the alert agent's work)."""
+    """Fold findings-topic messages into alert state changes (the alert agent's work).
 
-    def __init__(self, cfg: Config, metrics: Metrics) -> None:
+    ``store`` (the worker passes a Faust table, RocksDB-backed with a changelog) keeps one
+    record per (entity, detector): the open alert and the newest window processed. It is read
+    once, at the first message (Faust has recovered the table by then), and written for every
+    key a message changed, so a restarted or rebalanced worker neither re-opens an alert nor
+    forgets one.
+    """
+
+    def __init__(
+        self, cfg: Config, metrics: Metrics, store: MutableMapping[bytes, bytes] | None = None
+    ) -> None:
         self.metrics = metrics
+        self.store = store
+        self._loaded = store is None
         self.book = AlertBook(
             window_s=cfg.windows.size_s,
             quiet_windows=cfg.detection.quiet_windows,
             max_members=cfg.detection.max_members,
         )
 
+    def _load(self) -> None:
+        assert self.store is not None
+        for k, v in list(self.store.items()):
+            key = tuple(orjson.loads(k))
+            self.book.load_key(key, orjson.loads(v))  # type: ignore[arg-type]
+        self._loaded = True
+
+    def _save(self) -> None:
+        assert self.store is not None
+        for key, rec in self.book.pop_dirty().items():
+            k = orjson.dumps(list(key))
+            if rec is None:
+                self.store.pop(k, None)
+            else:
+                self.store[k] = orjson.dumps(rec)
+
     def handle(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
+        if not self._loaded:
+            self._load()
+        changes = self._fold(msg)
+        if self.store is not None:
+            self._save()
+        return changes
+
+    def _fold(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
         kind = msg.get("type")
         if kind == "watermark":
             changes = self.book.tick(float(msg["ts"]))

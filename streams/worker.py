@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.app import build_app
 
     if not args.no_create_topics:
-        create_topics(cfg.broker.bootstrap, cfg.topics.all(), cfg.topics.partitions)
+        create_topics(cfg.broker.bootstrap, cfg.topics.layout())
     registry = CollectorRegistry()
     server, _thread = start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
     port = server.server_port

@@ -31,7 +31,7 @@ FAST_WORKER_ENV = {
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker(topics=TopicsConfig().all(), partitions=4) as b:
+    with EmbeddedBroker(topics=TopicsConfig().layout()) as b:
         yield b
 
 
