@@ -181,6 +181,14 @@ def test_topics_init_uses_the_workers_image_and_config(services: dict[str, Any])
     assert script == "/opt/distillwatch/topics-init/create_topics.py"
 
 
+def test_replayable_history_is_not_rejected_as_too_old(services: dict[str, Any]) -> None:
+    # Re-processing replays `requests` back to its retention; validation must accept events
+    # that old, or a replay sends its oldest events to the DLQ.
+    retention_ms = int(compose_env(services["topics-init"])["TOPICS_REQUESTS_RETENTION_MS"])
+    for svc in _workers(services).values():
+        assert _service_config(svc).validation.max_past_s * 1000 > retention_ms
+
+
 def test_metrics_reachable_and_ports_unique(services: dict[str, Any]) -> None:
     published: list[int] = []
     for svc in services.values():

@@ -264,6 +264,12 @@ def test_topics_init_runs_the_script_the_image_ships(
     assert worker["image"] in {i["name"] for i in kust.get("images", [])}
 
 
+def test_replayable_history_is_not_rejected_as_too_old(pod: dict[str, Any], cfg: Config) -> None:
+    (init,) = pod["spec"]["initContainers"]
+    retention_ms = int(_env(init)["TOPICS_REQUESTS_RETENTION_MS"])
+    assert cfg.validation.max_past_s * 1000 > retention_ms
+
+
 def test_pods_run_as_the_images_non_root_user(pod: dict[str, Any]) -> None:
     df = Dockerfile.read(DOCKERFILE)
     uid, _, gid = df.expand(df.final_stage("USER")[-1]).partition(":")
