@@ -111,7 +111,8 @@ class SinkRunner:
     metrics
         Sink metrics; the runner keeps queued / sent / retried / failed up to date.
     dead_letter
-        Receives every envelope given up on (retries exhausted, permanent error, full queue).
+        Receives every envelope given up on (retries exhausted, permanent error, full queue);
+        a :class:`~streams.sinks.dispatch.Dispatcher` sets it to its alerts-dlq writer.
     queue_size
         Bound of the queue. :meth:`offer` returns False instead of waiting when it is full.
     retry
@@ -126,7 +127,7 @@ class SinkRunner:
         self,
         sink: Sink,
         metrics: SinkMetrics,
-        dead_letter: DeadLetter,
+        dead_letter: DeadLetter | None = None,
         *,
         queue_size: int = 1000,
         retry: RetryPolicy | None = None,
@@ -143,6 +144,7 @@ class SinkRunner:
         self._not_before = 0.0  # monotonic time before which no request may start
         self._task: asyncio.Task[None] | None = None
         self._busy = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -161,6 +163,13 @@ class SinkRunner:
             return False
         self.metrics.queued.labels(self.name).inc()
         return True
+
+    def reject(self, env: Envelope, reason: str) -> None:
+        """Give ``env`` up without queueing it (the queue is full): DLQ in the background,
+        so the caller still does not wait."""
+        task = asyncio.ensure_future(self._give_up(env, reason, "queue full", 0))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def start(self) -> None:
         await self.sink.setup()
@@ -258,6 +267,10 @@ class SinkRunner:
             await self.sink.on_dead(env, reason)
         except Exception:
             log.exception("sink %s on_dead hook failed", self.name)
+        if self.dead_letter is None:
+            log.error("sink %s dropped alert %s (%s): no dead-letter writer", self.name,
+                      env.alert_id, reason)
+            return
         await self.dead_letter(self.name, env, reason, error, attempts)
 
 

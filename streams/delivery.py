@@ -1,0 +1,168 @@
+"""Alert delivery in the worker: a Faust agent reads the ``alerts`` topic and feeds the sinks.
+
+:func:`install_delivery` adds to an app:
+
+- agent ``deliver_alerts`` on ``alerts``: decode, :meth:`~streams.sinks.dispatch.Dispatcher.submit`
+  (never waits on a sink: each sink has a bounded queue and its own task);
+- a service that starts the sink tasks and, at shutdown, drains them for
+  ``sinks.drain_timeout_s`` (what is left goes to ``alerts-dlq``);
+- timer ``pick_up_approvals``: approvals made with ``distillwatch actions approve``.
+
+Detection never waits on delivery: it runs in other agents, on other topics; this agent only
+moves alert changes into in-memory queues. Deliveries a sink gives up on go to
+``alerts-dlq``; every suspension-hook decision goes to ``actions``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+from mode import Service
+from prometheus_client import CollectorRegistry
+
+from streams.config import Config
+from streams.sinks.account_api import AccountApi
+from streams.sinks.agreement import Agreement
+from streams.sinks.approvals import ApprovalStore
+from streams.sinks.audit import AuditWriter
+from streams.sinks.base import RetryPolicy, SinkRunner
+from streams.sinks.dispatch import Dispatcher, DlqWriter
+from streams.sinks.metrics import SinkMetrics
+from streams.sinks.policy import PolicyEngine, load_policy
+from streams.sinks.slack import SlackSink
+from streams.sinks.suspension import SuspensionSink
+from streams.sinks.webhook import WebhookSink
+
+__all__ = ["approvals_path", "build_dispatcher", "install_delivery"]
+
+log = logging.getLogger(__name__)
+
+
+def approvals_path(cfg: Config) -> Path:
+    """Where pending approvals live: ``<worker.data_dir>/approvals.json``."""
+    return Path(cfg.worker.data_dir) / "approvals.json"
+
+
+def build_dispatcher(
+    cfg: Config,
+    registry: CollectorRegistry,
+    *,
+    audit: AuditWriter,
+    dlq: DlqWriter,
+    metrics: SinkMetrics | None = None,
+) -> Dispatcher:
+    """Sinks and runners for ``cfg``, with no Kafka: ``audit`` and ``dlq`` write records."""
+    s = cfg.sinks
+    metrics = metrics or SinkMetrics.create(registry)
+    policy = load_policy(s.policy_file)
+    api = None
+    if s.account_api_url:
+        api = AccountApi(s.account_api_url, s.secret("account_api_auth"),
+                         timeout_s=s.request_timeout_s)
+    elif not policy.dry_run:
+        log.warning("policy has dry_run = false but sinks.account_api_url is unset: dry-run")
+        policy = policy.model_copy(update={"dry_run": True})
+    retry = RetryPolicy(s.max_attempts, s.backoff_initial_s, s.backoff_max_s)
+
+    def runner(sink: Any, min_interval_s: float = 0.0) -> SinkRunner:
+        return SinkRunner(sink, metrics, queue_size=s.queue_size, retry=retry,
+                          min_interval_s=min_interval_s)
+
+    runners = []
+    slack_mode = "off"
+    slack_url, slack_token = s.secret("slack_webhook_url"), s.secret("slack_bot_token")
+    if slack_url or slack_token:
+        slack = SlackSink(webhook_url=slack_url, bot_token=slack_token, channel=s.slack_channel,
+                          api_url=s.slack_api_url, timeout_s=s.request_timeout_s)
+        slack_mode = slack.mode
+        runners.append(runner(slack, s.slack_min_interval_s))
+    secret = s.secret("webhook_secret")
+    urls = s.webhook_url_list()
+    for i, url in enumerate(urls):
+        assert secret is not None  # the config requires it with webhook URLs
+        runners.append(runner(WebhookSink(url, secret, index=i, timeout_s=s.request_timeout_s)))
+    agreement = Agreement(policy.families, policy.corroboration_share)
+    docs = s.runbook_url.rsplit("/", 1)[0] + "/" if "/" in s.runbook_url else ""
+    dispatcher = Dispatcher(
+        runners,
+        dlq=dlq,
+        metrics=metrics,
+        agreement=agreement,
+        min_agreeing=policy.min_agreeing_detectors,
+        runbook_url=s.runbook_url,
+        grafana_url=s.grafana_url,
+        budget_runbook_url=f"{docs}delivery.md#action-budget-exceeded",
+    )
+    suspension = SuspensionSink(
+        PolicyEngine(policy),
+        agreement,
+        audit=audit,
+        api=api,
+        store=ApprovalStore(approvals_path(cfg)),
+        raise_alert=dispatcher.raise_system_alert,
+        metrics=metrics,
+    )
+    dispatcher.add_runner(runner(suspension))
+    log.info(
+        "delivery: slack=%s webhooks=%s account_api=%s dry_run=%s",
+        slack_mode,
+        len(urls),
+        "on" if api is not None else "off",
+        policy.dry_run,
+    )
+    return dispatcher
+
+
+def install_delivery(
+    app: faust.App, cfg: Config, registry: CollectorRegistry
+) -> Dispatcher:
+    """Add the delivery agent, its service and the approvals timer to ``app``."""
+    t = cfg.topics
+    alerts = app.topic(t.alerts, value_type=bytes)
+    alerts_dlq = app.topic(t.alerts_dlq, value_type=bytes)
+    actions = app.topic(t.actions, value_type=bytes)
+
+    async def write_dlq(rec: dict[str, Any]) -> None:
+        key = str(rec.get("alert_id") or "").encode() or None
+        await alerts_dlq.send(key=key, value=orjson.dumps(rec))
+
+    async def write_audit(rec: dict[str, Any]) -> None:
+        key = str(rec.get("idempotency_key") or rec.get("alert_id")).encode()
+        await actions.send(key=key, value=orjson.dumps(rec))
+
+    dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq)
+
+    @app.service
+    class DeliveryService(Service):
+        async def on_start(self) -> None:
+            await dispatcher.start()
+
+        async def on_stop(self) -> None:
+            left = await dispatcher.stop(cfg.sinks.drain_timeout_s)
+            if left:
+                log.warning("delivery stopped with %s alert deliveries sent to alerts-dlq", left)
+
+    @app.agent(alerts, concurrency=1)
+    async def deliver_alerts(stream: faust.Stream[bytes]) -> None:
+        async for value in stream:
+            try:
+                change = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                await write_dlq({"sink": None, "reason": "invalid_alert", "error": "not JSON",
+                                 "payload_text": value[:4096].decode("utf-8", "replace")})
+                continue
+            if not isinstance(change, dict):
+                await write_dlq({"sink": None, "reason": "invalid_alert",
+                                 "error": "not an object", "alert": change})
+                continue
+            await dispatcher.submit(change)
+
+    @app.timer(interval=cfg.sinks.approvals_poll_s)
+    async def pick_up_approvals() -> None:
+        await dispatcher.poll_approvals()
+
+    return dispatcher

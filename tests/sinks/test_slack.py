@@ -1,0 +1,117 @@
+"""Slack sink against a Slack-compatible receiver on 127.0.0.1 (Block Kit validated, 429s)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tests.sinks.helpers import Harness, change
+from tests.sinks.receivers import SlackReceiver
+
+MEMBERS = [f"m{i}" for i in range(40)]
+
+
+def _campaign() -> list[dict]:
+    """A cluster alert that escalates, member-account alerts, an unrelated account, the end."""
+    return [
+        change("tmpl:abc", entity_type="cluster", detector="template_cluster",
+               members=MEMBERS, score=8.0),
+        *(change(m, ts=1_000_010.0) for m in MEMBERS[:5]),
+        change("tmpl:abc", entity_type="cluster", detector="template_cluster",
+               state="updated", members=MEMBERS, score=12.0, ts=1_000_060.0),
+        change("tmpl:abc", entity_type="cluster", detector="template_cluster",
+               state="updated", members=MEMBERS, score=20.0, severity="critical",
+               ts=1_000_120.0),
+        change("lone-1", ts=1_000_130.0),
+        change("tmpl:abc", entity_type="cluster", detector="template_cluster",
+               state="resolved", members=MEMBERS, score=20.0, severity="critical",
+               ts=1_000_400.0),
+    ]
+
+
+def test_webhook_mode_groups_escalates_and_honours_429(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    slack = SlackReceiver(rate_limit_every=3, retry_after="0.3").start()
+    secret_path = "/services/T000/B000/s3cr3tW3bh00kPart"
+    try:
+        h = Harness(tmp_path, slack_webhook_url=slack.base + secret_path)
+        asyncio.run(h.run(_campaign()))
+    finally:
+        slack.stop()
+    assert slack.invalid == []
+    # The cluster opens (1), escalates to critical (2); its members' own alerts are folded
+    # into it; the unrelated account gets its own message (3); updates and the resolution
+    # cannot edit a webhook message and are not posted.
+    headers = [p["blocks"][0]["text"]["text"] for p in slack.posts]
+    assert len(slack.posts) == 3, headers
+    assert "cluster tmpl:abc" in headers[0] and "WARNING" in headers[0]
+    assert "CRITICAL" in headers[1] and slack.posts[1]["text"].startswith("Escalated")
+    assert "account lone-1" in headers[2]
+    assert slack.limited >= 1
+    assert h.metric("distillwatch_sink_sent_total", sink="slack") == 3
+    assert h.metric("distillwatch_sink_retried_total", sink="slack") == slack.limited
+    assert h.metric("distillwatch_sink_failed_total", sink="slack") == 0
+    assert h.dlq == []
+    # About one request per interval: never two closer than the configured spacing allows.
+    gaps = [b - a for a, b in zip(slack.times, slack.times[1:], strict=False)]
+    assert min(gaps) >= 0.04
+    # Members count, runbook and dashboard links are in the message.
+    body = str(slack.posts[0]["blocks"])
+    assert "*Members*\\n40" in body and "Runbook: template_cluster" in body
+    assert "docs/detectors.md#template_cluster" in body and "Grafana dashboard" in body
+    assert "s3cr3tW3bh00kPart" not in caplog.text
+
+
+def test_bot_mode_posts_once_and_edits_in_place(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    slack = SlackReceiver(token="xoxb-s3cr3t-t0ken", rate_limit_every=4,
+                          retry_after="0.2").start()
+    try:
+        h = Harness(tmp_path, slack_bot_token="xoxb-s3cr3t-t0ken", slack_channel="C42",
+                    slack_api_url=slack.base + "/api",
+                    runbook_url="https://runbooks.example/docs/detectors.md")
+        asyncio.run(h.run(_campaign()))
+    finally:
+        slack.stop()
+    assert slack.invalid == []
+    posted = [p["blocks"][0]["text"]["text"] for p in slack.posts]
+    # One message for the campaign, one for the unrelated account; never a duplicate.
+    assert len(posted) == 2, posted
+    cluster_ts = next(ts for ts, p in slack.messages.items() if "tmpl:abc" in p["text"])
+    edits = [u for u in slack.updates if u["ts"] == cluster_ts]
+    assert len(edits) == 3  # two updates and the resolution
+    final = slack.messages[cluster_ts]
+    assert "RESOLVED" in final["blocks"][0]["text"]["text"]
+    assert "<https://runbooks.example/docs/detectors.md#template_cluster|" in str(final)
+    assert "5 member account alert(s) folded" in str(final)
+    assert all(u["channel"] == "C42" for u in slack.updates)
+    assert "s3cr3t-t0ken" not in caplog.text
+
+
+def test_untrusted_ids_are_escaped(tmp_path):
+    slack = SlackReceiver().start()
+    try:
+        h = Harness(tmp_path, slack_webhook_url=slack.base + "/services/x")
+        asyncio.run(h.run([change("<!channel> <@U1|boss>", alert_id="evil")]))
+    finally:
+        slack.stop()
+    assert slack.invalid == [] and len(slack.posts) == 1
+    assert "&lt;!channel&gt;" in str(slack.posts[0]["blocks"])
+
+
+def test_permanent_error_goes_to_dlq_without_retry(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    slack = SlackReceiver().start()
+    try:
+        # Wrong path: the receiver answers 404 no_service, which retrying cannot fix.
+        h = Harness(tmp_path, slack_webhook_url=slack.base + "/hooks/revoked-S3CRET")
+        asyncio.run(h.run([change("a1")]))
+    finally:
+        slack.stop()
+    assert len(slack.requests) == 1
+    assert [(r["sink"], r["reason"], r["attempts"]) for r in h.dlq] == [
+        ("slack", "permanent_error", 1)
+    ]
+    assert "HTTP 404" in h.dlq[0]["error"]
+    assert "S3CRET" not in str(h.dlq) and "S3CRET" not in caplog.text
+    assert h.dlq[0]["envelope"]["alert"]["entity_id"] == "a1"
