@@ -5,10 +5,17 @@ with the worker's configuration."""
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
+import shlex
+import subprocess
+import sys
 import tomllib
 
 import pytest
+from prometheus_client import CollectorRegistry, start_http_server
 
+from streams.broker import free_port
 from tests.deploy.manifests import DEPLOY, DOCKERFILE, REPO, Dockerfile, config_for, unknown_env
 
 
@@ -94,3 +101,40 @@ def test_entrypoint_is_the_cli(df: Dockerfile) -> None:
     (entry,) = df.final_stage("ENTRYPOINT")
     assert entry.strip('[]"') in scripts
     assert '"worker"' in df.final_stage("CMD")[0]
+
+
+def _healthcheck_argv(df: Dockerfile) -> list[str]:
+    (check,) = df.final_stage("HEALTHCHECK")
+    argv = json.loads(check[check.index("CMD") + 3 :].strip())
+    assert argv[0] == "python"
+    return [sys.executable, *argv[1:]]
+
+
+def test_healthcheck_command_passes_on_a_live_endpoint_only(df: Dockerfile) -> None:
+    """Run the image's health-check command here, against a real /metrics server."""
+    argv = _healthcheck_argv(df)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=CollectorRegistry())
+    try:
+        port = server.server_port
+        env = {**os.environ, "DISTILLWATCH_METRICS__PORT": str(port)}
+        assert subprocess.run(argv, env=env, capture_output=True, timeout=20).returncode == 0
+    finally:
+        server.shutdown()
+        thread.join(5)
+    env = {**os.environ, "DISTILLWATCH_METRICS__PORT": str(free_port())}
+    assert subprocess.run(argv, env=env, capture_output=True, timeout=20).returncode != 0
+
+
+def test_build_stage_installs_the_pinned_dependencies(df: Dockerfile) -> None:
+    """The build stage turns pyproject's dependency list into a requirements file with an
+    inline Python program; run that program on the real pyproject.toml."""
+    (run,) = [r for r in df.all("RUN") if "tomllib" in r]
+    toks = shlex.split(run)
+    program = toks[toks.index("-c") + 1]
+    out = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=20
+    )
+    assert out.returncode == 0, out.stderr
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert out.stdout.split() == deps
+    assert all("==" in d for d in deps), "the image should install pinned versions"
