@@ -12,6 +12,7 @@ To Kafka (key = account_id), times shifted so the first event is "now"::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _tune_malloc() -> None:
+    """Keep freed memory in the heap (glibc): generating and rendering allocate large
+    short-lived arrays, and on small VMs page-faulting fresh memory for each one costs more
+    than the work itself (about 2x on generation). Only the simulate process is affected."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 31)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from simulator.generate import generate
     from simulator.scenario import ScenarioError, load_scenario
@@ -59,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"distillwatch simulate: {err}", file=sys.stderr)
         return 2
+    _tune_malloc()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     sim = generate(scenario, args.seed)
     t_gen = time.perf_counter() - t0
     n = len(sim.events)
@@ -83,10 +98,12 @@ def run(args: argparse.Namespace) -> int:
         with open(args.labels, "wb") as f:
             write_labels(sim, f)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     size = Path(args.out).stat().st_size if args.out != "-" else 0
     print(
         f"simulate: wrote {n:,} events in {elapsed:.2f} s = {n / max(elapsed, 1e-9):,.0f} "
-        f"events/s{f' ({size / 1e6:,.1f} MB)' if size else ''}"
+        f"events/s ({n / max(cpu, 1e-9):,.0f} per CPU-second)"
+        f"{f', {size / 1e6:,.1f} MB' if size else ''}"
         f"{f' -> {args.out}' if args.out != '-' else ''}",
         file=sys.stderr,
     )

@@ -102,17 +102,17 @@ class TierSpec(_Model):
 def _default_tiers() -> dict[str, TierSpec]:
     return {
         "free": TierSpec(share=0.55, rate_scale=0.5, app_share=0.01, rate_limited_share=0.03),
-        "pro": TierSpec(share=0.4, rate_scale=1.0, app_share=0.05),
-        "enterprise": TierSpec(share=0.05, rate_scale=3.0, app_share=0.3, rate_limited_share=0.002),
+        "pro": TierSpec(share=0.4, rate_scale=1.0, app_share=0.03),
+        "enterprise": TierSpec(share=0.05, rate_scale=3.0, app_share=0.2, rate_limited_share=0.002),
     }
 
 
 class Benign(_Model):
     accounts: int = Field(0, ge=0, le=2_000_000)
     tiers: dict[str, TierSpec] = Field(default_factory=_default_tiers)
-    sessions_per_day: float = Field(1.5, gt=0.0)
+    sessions_per_day: float = Field(1.0, gt=0.0)
     rate_log_sigma: float | None = Field(None, ge=0.0, le=4.0)
-    app_requests_per_hour: float = Field(40.0, gt=0.0)
+    app_requests_per_hour: float = Field(4.0, gt=0.0)
     turns_mean: float = Field(3.0, ge=1.0)
     think_time_s: float = Field(45.0, gt=0.0)
     system_prompt_share: Share = 0.3
