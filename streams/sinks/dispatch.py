@@ -142,6 +142,15 @@ class Dispatcher:
             self._seen.popitem(last=False)
         self.agreement.observe(change)
         env = self.envelope(change)
+        if self.suspension is not None and change["state"] != "resolved":
+            # Agreement as of this change, so the hook's decision does not depend on how far
+            # ahead of its queue the dispatcher has read.
+            ag = self.agreement
+            targets = change.get("members") or () if change["entity_type"] == "cluster" else (
+                change["entity_id"],
+            )
+            counts = {str(a): ag.independent(ag.for_account(str(a))) for a in targets}
+            env = replace(env, extra={"agreeing": counts})
         self._offer(env, self.runners)
         return env
 

@@ -12,7 +12,8 @@ to the ``actions`` audit topic. Gates, in order, for every target account:
    *and* ``min_agreeing_detectors`` independent detectors; otherwise the action falls back
    to ``fallback_action``;
 5. one decision per idempotency key ``<alert_id>:<account_id>:<action>`` (a redelivered or
-   updated alert does not act twice);
+   updated alert does not act twice), and none that an earlier, stronger action on the same
+   account makes redundant (flag < throttle < suspend, whatever alert took it);
 6. throttles and suspensions spend an action budget (the circuit breaker): past
    ``breaker.max_actions`` per ``breaker.interval_s`` the hook stops acting for an interval
    and raises one critical "action budget exceeded" alert;
@@ -74,6 +75,7 @@ _API_ACTION: dict[str, ApiAction] = {
 # Flags only mark an account for review; throttles and suspensions hurt a customer if wrong.
 _BUDGETED: frozenset[str] = frozenset({"throttle", "suspend"})
 _DONE_KEYS = 200_000
+_STRENGTH = {"flag": 1, "throttle": 2, "suspend": 3}
 
 
 def effective_severity(severity: str, independent: int, min_agreeing: int = 2) -> str:
@@ -279,6 +281,9 @@ class PolicyEngine:
         self.clock = clock
         self.breaker = Breaker(policy.breaker.max_actions, policy.breaker.interval_s)
         self._done: OrderedDict[str, None] = OrderedDict()
+        # Strongest action taken per account, whatever the alert: two alerts about one
+        # account must not suspend it twice.
+        self._acted: OrderedDict[str, tuple[int, str, str]] = OrderedDict()
         self._pending: set[str] = set()
 
     def mark_pending(self, alert_ids: set[str] | list[str]) -> None:
@@ -288,6 +293,22 @@ class PolicyEngine:
     def forget(self, key: str) -> None:
         """An execution failed for good: let a later update of the alert try again."""
         self._done.pop(key, None)
+        for acct, (_, k, _) in list(self._acted.items()):
+            if k == key:
+                del self._acted[acct]
+
+    def _already(self, account: str, action: str) -> str | None:
+        """Why ``action`` on ``account`` is redundant (a stronger one was taken), if it is."""
+        prev = self._acted.get(account)
+        if prev is not None and prev[0] >= _STRENGTH[action]:
+            return f"account already {prev[2]} (idempotency key {prev[1]})"
+        return None
+
+    def _acted_on(self, account: str, action: str, key: str) -> None:
+        self._acted[account] = (_STRENGTH[action], key, action)
+        self._acted.move_to_end(account)
+        if len(self._acted) > _DONE_KEYS:
+            self._acted.popitem(last=False)
 
     def _remember(self, key: str) -> bool:
         """False when ``key`` was already decided; remember it otherwise."""
@@ -406,6 +427,10 @@ class PolicyEngine:
             if key in self._done:
                 duplicates += 1
                 continue
+            redundant = self._already(acct, act)
+            if redundant:
+                out.decisions.append(Decision(acct, act, "skipped", redundant, key, idx))
+                continue
             if act in _BUDGETED:
                 allowed_now, tripped = self.breaker.allow(now)
                 if not allowed_now:
@@ -416,6 +441,7 @@ class PolicyEngine:
                     )
                     continue
             self._remember(key)
+            self._acted_on(acct, act, key)
             outcome: Outcome = "dry_run" if pol.dry_run else "execute"
             out.decisions.append(Decision(acct, act, outcome, note, idempotency_key=key, rule=idx))
         if duplicates:
@@ -440,9 +466,11 @@ class PolicyEngine:
                 out.append(Decision(acct, "suspend", "skipped", why))
                 continue
             key = idempotency_key(alert_id, acct, "suspend")
-            if not self._remember(key):
-                out.append(Decision(acct, "suspend", "skipped", "already done", key))
+            redundant = self._already(acct, "suspend")
+            if redundant or not self._remember(key):
+                out.append(Decision(acct, "suspend", "skipped", redundant or "already done", key))
                 continue
+            self._acted_on(acct, "suspend", key)
             self.breaker.record(now)
             outcome: Outcome = "dry_run" if self.policy.dry_run else "execute"
             out.append(Decision(acct, "suspend", outcome, "approved by a human", key))

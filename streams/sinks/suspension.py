@@ -70,7 +70,8 @@ class SuspensionSink(Sink):
     engine
         Policy engine (its policy's ``dry_run`` decides whether anything is executed).
     agreement
-        Shared agreement tracker (the dispatcher feeds it).
+        Shared agreement tracker (the dispatcher feeds it); used when an envelope carries no
+        ``extra["agreeing"]`` snapshot.
     audit
         Writes audit records.
     api
@@ -167,11 +168,13 @@ class SuspensionSink(Sink):
         if approval is not None:
             return await self._plan_approved(env, approval)
         ag = self.agreement
-        verdict = self.engine.decide(
-            env.change,
-            agreeing=lambda acct: ag.independent(ag.for_account(acct)),
-            severity=env.severity,
-        )
+        snapshot = env.extra.get("agreeing") or {}
+
+        def agreeing(acct: str) -> int:
+            n = snapshot.get(acct)
+            return ag.independent(ag.for_account(acct)) if n is None else int(n)
+
+        verdict = self.engine.decide(env.change, agreeing=agreeing, severity=env.severity)
         plan = []
         for d in verdict.decisions:
             if d.decision == "execute":
