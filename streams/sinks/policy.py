@@ -29,7 +29,7 @@ Examples
 [('suspend', 'execute')]
 >>> [(d.action, d.decision) for d in eng.decide(change, agreeing=lambda a: 2).decisions]
 [('suspend', 'skipped')]
->>> change2 = {**change, "alert_id": "a2"}
+>>> change2 = {**change, "alert_id": "a2", "entity_id": "acct-2"}
 >>> [(d.action, d.decision) for d in eng.decide(change2, agreeing=lambda a: 1).decisions]
 [('flag', 'execute')]
 """
