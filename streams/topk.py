@@ -137,6 +137,8 @@ class WorstEntities:
             return
         f = self._flagged.get(key)
         if f is None:
+            # "updated" creates too: after a restart the alert state is restored from its
+            # changelog but this ranking is not, so the first change re-enters the alert.
             self._flagged[key] = _Flagged(
                 change["alert_id"], change["detector"], change["severity"]
             )
