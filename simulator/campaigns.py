@@ -57,7 +57,8 @@ def _extraction(
     inp = np.rint(rng.lognormal(np.log(c.input_tokens_median), 0.3, size=m)).astype(np.int64)
     return assemble(
         ctx, rows[slot], ts, model=model, inp=inp, out=out, conv=ctx.convs(m), turn=1,
-        sysfp=-1, pfp=flip_bits(rng, templates[rng.integers(0, c.templates, m)], c.bit_flips_max),
+        sysfp=-1, pfp=flip_bits(rng, templates[rng.integers(0, c.templates, m)], c.bit_flips_max,
+                     c.bit_flips_min),
         net=net, ua=ua, rate_limited_share=0.004, error_share=0.003,
         max_tokens_share=c.max_tokens_share, max_tokens=c.max_tokens,
     )

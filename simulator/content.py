@@ -20,7 +20,6 @@ __all__ = [
     "cloud_nets",
     "flip_bits",
     "latency_ms",
-    "near_duplicates",
     "outcomes",
     "residential_nets",
     "token_draw",
@@ -36,11 +35,14 @@ def token_draw(rng: np.random.Generator, n: int, which: str, scale: float = 1.0)
     return np.maximum(1, np.rint(v * scale)).astype(np.int64)
 
 
-def flip_bits(rng: np.random.Generator, base: np.ndarray, max_flips: int) -> np.ndarray:
-    """``base`` (uint64) with 0..``max_flips`` random bits flipped per element: a SimHash of a
-    prompt that differs from its template only in the filled-in slots."""
+def flip_bits(
+    rng: np.random.Generator, base: np.ndarray, max_flips: int, min_flips: int = 1
+) -> np.ndarray:
+    """``base`` (uint64) with ``min_flips``..``max_flips`` random bits flipped per element: the
+    SimHash of a prompt that differs from its template only in the filled-in slots. (Two
+    draws may pick the same bit, so a few flip one bit fewer.)"""
     n = len(base)
-    k = rng.integers(0, max_flips + 1, size=n)
+    k = rng.integers(min(min_flips, max_flips), max_flips + 1, size=n)
     mask = np.zeros(n, dtype=np.uint64)
     for j in range(max_flips):
         bit = np.left_shift(np.uint64(1), rng.integers(0, 64, size=n).astype(np.uint64))
@@ -50,15 +52,6 @@ def flip_bits(rng: np.random.Generator, base: np.ndarray, max_flips: int) -> np.
 
 def random_u64(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64, endpoint=True)
-
-
-def near_duplicates(
-    rng: np.random.Generator, n: int, templates: np.ndarray, max_flips: int,
-    which: np.ndarray | None = None,
-) -> np.ndarray:
-    """Fingerprints of ``n`` prompts filled into ``templates`` (uint64 bases)."""
-    pick = rng.integers(0, len(templates), size=n) if which is None else which
-    return flip_bits(rng, templates[pick], max_flips)
 
 
 def outcomes(

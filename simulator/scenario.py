@@ -213,7 +213,8 @@ class _Campaign(_Window):
     accounts: int = Field(100, ge=1, le=500_000)
     model: str | None = None
     templates: int = Field(20, ge=1)
-    bit_flips_max: int = Field(4, ge=0, le=16)
+    bit_flips_min: int = Field(2, ge=0, le=16)
+    bit_flips_max: int = Field(6, ge=0, le=16)
     input_tokens_median: float = Field(300.0, gt=0.0)
     output_tokens_median: float = Field(1800.0, gt=0.0)
     max_tokens: int = Field(4096, ge=1)
@@ -226,6 +227,15 @@ class _Campaign(_Window):
     user_agents: int = Field(2, ge=1)
     rotation_h: float = Field(24.0, gt=0.0)
     tier: str = "free"
+
+    @model_validator(mode="after")
+    def _flips(self) -> _Campaign:
+        if self.bit_flips_min > self.bit_flips_max:
+            raise ValueError(
+                f"bit_flips_min ({self.bit_flips_min}) must be <= bit_flips_max "
+                f"({self.bit_flips_max})"
+            )
+        return self
 
 
 class Hydra(_Campaign):
@@ -286,27 +296,42 @@ class Scenario(_Model):
         dur = self.scenario.duration_h
         for i, c in enumerate(self.campaigns):
             if c.start_h >= dur:
-                raise ValueError(f"campaigns.{i}.start_h: {c.start_h} is not before duration_h")
+                raise ValueError(
+                    f"campaigns.{i}.start_h: must be before scenario.duration_h ({dur}) "
+                    f"(got {c.start_h})"
+                )
             for fld in ("model", "to_model"):
                 m = getattr(c, fld, None)
                 if m is not None and m not in names:
-                    raise ValueError(f"campaigns.{i}.{fld}: unknown model {m!r}; known {names}")
+                    raise ValueError(
+                        f"campaigns.{i}.{fld}: unknown model, expected one of scenario.models "
+                        f"{sorted(names)} (got {m!r})"
+                    )
             if isinstance(c, Blend) and self.benign.accounts < c.accounts:
                 raise ValueError(
                     f"campaigns.{i}.accounts: blend needs that many benign host accounts, "
-                    f"benign.accounts is {self.benign.accounts}"
+                    f"benign.accounts is {self.benign.accounts} (got {c.accounts})"
                 )
         ids = [c.id for c in self.campaigns]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"campaigns: ids must be unique, got {ids}")
+            raise ValueError(f"campaigns: ids must be unique (got {ids})")
         for i, t in enumerate(self.traps):
             if t.start_h >= dur:
-                raise ValueError(f"traps.{i}.start_h: {t.start_h} is not before duration_h")
+                raise ValueError(
+                    f"traps.{i}.start_h: must be before scenario.duration_h ({dur}) "
+                    f"(got {t.start_h})"
+                )
             if isinstance(t, LaunchDay):
                 if t.tier not in self.benign.tiers:
-                    raise ValueError(f"traps.{i}.tier: unknown tier {t.tier!r}")
+                    raise ValueError(
+                        f"traps.{i}.tier: unknown tier, expected one of benign.tiers "
+                        f"{sorted(self.benign.tiers)} (got {t.tier!r})"
+                    )
                 if t.new_model is not None and t.new_model not in names:
-                    raise ValueError(f"traps.{i}.new_model: unknown model {t.new_model!r}")
+                    raise ValueError(
+                        f"traps.{i}.new_model: unknown model, expected one of scenario.models "
+                        f"{sorted(names)} (got {t.new_model!r})"
+                    )
         return self
 
     def end_h(self, start_h: float, duration_h: float | None) -> float:
