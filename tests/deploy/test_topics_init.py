@@ -7,17 +7,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.broker import EmbeddedBroker
-from tests.deploy.manifests import COMPOSE, DEPLOY, compose_env, config_for, load_yaml
+from streams.broker import EmbeddedBroker, free_port
+from tests.deploy.manifests import (
+    COMPOSE,
+    DEPLOY,
+    DOCKERFILE,
+    Dockerfile,
+    compose_env,
+    config_for,
+    load_yaml,
+)
+from tests.deploy.test_dockerfile import _healthcheck_argv
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = DEPLOY / "topics-init" / "create_topics.py"
+# Variables that give a test its own topics and app id (the session broker is shared).
+ISOLATED = ("DISTILLWATCH_TOPICS__", "DISTILLWATCH_WORKER__APP_ID")
 
 
 def _partitions(broker: EmbeddedBroker, topics: list[str]) -> dict[str, int]:
@@ -117,3 +130,55 @@ def test_bad_config_exits_2_naming_the_field(broker: EmbeddedBroker) -> None:
     res = _run(broker, {"DISTILLWATCH_TOPICS__PARTITIONS": "0"})
     assert res.returncode == 2
     assert "topics.partitions" in res.stderr
+
+
+def test_compose_worker_command_runs_on_the_initialised_topics(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """topics-init, then a worker exactly as compose runs it (`worker --no-create-topics`, the
+    example config and the compose environment; only addresses and paths are local): it
+    starts, its /metrics passes the image's health check, and it leaves the topics as
+    topics-init made them."""
+    env = _compose_init_env(uuid.uuid4().hex[:8])
+    assert _run(broker, env).returncode == 0
+    services = load_yaml(COMPOSE)["services"]
+    worker_svc = services["worker-1"]
+    port = free_port()
+    worker_env = {
+        **os.environ,
+        **compose_env(worker_svc),
+        **{k: v for k, v in env.items() if k.startswith(ISOLATED)},
+        "DISTILLWATCH_CONFIG": str(DEPLOY / "config.example.toml"),
+        "DISTILLWATCH_BROKER__URL": broker.url,
+        "DISTILLWATCH_METRICS__PORT": str(port),
+        "DISTILLWATCH_WORKER__DATA_DIR": str(tmp_path / "state"),
+    }
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *worker_svc["command"]],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            health = _healthcheck_argv(Dockerfile.read(DOCKERFILE))
+            deadline = time.monotonic() + 30
+            healthy = False
+            while time.monotonic() < deadline and proc.poll() is None:
+                probe_env = {**os.environ, "DISTILLWATCH_METRICS__PORT": str(port)}
+                res = subprocess.run(health, env=probe_env, capture_output=True, timeout=20)
+                if res.returncode == 0:
+                    healthy = True
+                    break
+                time.sleep(0.5)
+            assert healthy, log_path.read_text(errors="replace")[-3000:]
+            time.sleep(3)  # let Faust declare its topics
+            assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        finally:
+            # Only start-up is under test; a clean stop mid group-join takes Faust ~10 s.
+            proc.kill()
+            proc.wait(30)
+    cfg = config_for(env, DEPLOY / "config.example.toml")
+    assert _partitions(broker, [cfg.topics.findings]) == {cfg.topics.findings: 1}
+    assert "Traceback" not in log_path.read_text(errors="replace")
