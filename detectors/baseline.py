@@ -53,8 +53,9 @@ _P: Final = 2 * RATE_SIZE
     _HOUR_REQ,
     _DAY_OUT,
     _LAST_FLAG,
-) = range(_P, _P + 15)
-STATE_SIZE: Final = _P + 15
+    _STREAK,
+) = range(_P, _P + 16)
+STATE_SIZE: Final = _P + 16
 
 _SIGNALS: Final = ("requests", "output_tokens")
 _HOUR: Final = 3600.0
@@ -62,7 +63,7 @@ _DAY: Final = 86400.0
 
 
 @lru_cache(maxsize=64)
-def account_params(grace_period: int) -> RateParams:
+def account_params(grace_period: int, min_std: float = 0.35) -> RateParams:
     """Rate parameters for log-scale per-window counts; shared by every account (cached)."""
     # log1p scale: a 0.35 floor is a ~1.4x change; one-sided: only rises are abuse.
     return RateParams(
@@ -74,7 +75,7 @@ def account_params(grace_period: int) -> RateParams:
         shift_run=6,
         half_z=6.0,
         two_sided=False,
-        min_std=0.35,
+        min_std=min_std,
         rel_std=0.0,
         slow_weight=0.8,
     )
@@ -95,7 +96,7 @@ class AccountBaseline:
         the log1p scale, from :meth:`detectors.population.PopulationModel.prior`.
     """
 
-    __slots__ = ("_p", "_s", "threshold")
+    __slots__ = ("_p", "_po", "_s", "threshold")
 
     def __init__(
         self,
@@ -104,6 +105,9 @@ class AccountBaseline:
         prior: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self._p = account_params(grace_period)
+        # Output tokens per window swing more than counts (one long answer is 10x a short
+        # one): a wider floor.
+        self._po = account_params(grace_period, 0.7)
         self.threshold = threshold
         s = array("d", bytes(8 * STATE_SIZE))
         s[_CREATED] = math.nan
@@ -130,7 +134,7 @@ class AccountBaseline:
         """Learn the window's request count and output tokens."""
         s, p = self._s, self._p
         rate_learn_at(s, p, _REQ, math.log1p(x["requests"]))
-        rate_learn_at(s, p, _OUT, math.log1p(x["output_tokens"]))
+        rate_learn_at(s, self._po, _OUT, math.log1p(x["output_tokens"]))
 
     def signal_scores(self, x: dict[str, Any], lift: float = 0.0) -> dict[str, float]:
         """Robust z of each signal (0 during warm-up). ``lift`` (log scale) is subtracted
@@ -138,7 +142,9 @@ class AccountBaseline:
         s, p = self._s, self._p
         return {
             "requests": rate_z_at(s, p, _REQ, math.log1p(x["requests"]) - lift),
-            "output_tokens": rate_z_at(s, p, _OUT, math.log1p(x["output_tokens"]) - lift),
+            "output_tokens": rate_z_at(
+                s, self._po, _OUT, math.log1p(x["output_tokens"]) - lift
+            ),
         }
 
     def score_one(self, x: dict[str, Any]) -> float:
@@ -262,6 +268,12 @@ class AccountBaseline:
         f_young = 1.0 if age == age and age < young_days else 0.0
         return 0.3 * f_max + 0.35 * f_out + 0.35 * f_young
 
+    def streak(self, anomalous: bool) -> int:
+        """Count consecutive anomalous windows (reset by a normal one); return the count."""
+        s = self._s
+        s[_STREAK] = s[_STREAK] + 1.0 if anomalous else 0.0
+        return int(s[_STREAK])
+
     @property
     def last_flag(self) -> float:
         return self._s[_LAST_FLAG]
@@ -282,6 +294,7 @@ class AccountBaseline:
     def __setstate__(self, state: tuple[float, bytes, int]) -> None:
         self.threshold, raw, grace = state
         self._p = account_params(grace)
+        self._po = account_params(grace, 0.7)
         self._s = array("d")
         self._s.frombytes(raw)
 

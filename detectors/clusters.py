@@ -142,7 +142,7 @@ class ClusterDetector:
         suspicious: float = 0.5,
         critical_members: int = 20,
         critical_young_share: float = 0.5,
-        hold_windows: int = 2,
+        hold_windows: int = 9,
         baseline_alpha: float = 0.1,
         max_members: int = 10_000,
     ) -> None:
@@ -166,6 +166,7 @@ class ClusterDetector:
         self._keys: dict[Key, _KeyState] = {}
         self._key_campaign: dict[Key, str] = {}
         self._acct_campaign: dict[str, str] = {}
+        self._merged: dict[str, str] = {}  # merged campaign id -> the one it joined
         self.campaigns: dict[str, Campaign] = {}
         self._aw_seen: set[tuple[str, str]] = set()
 
@@ -194,6 +195,12 @@ class ClusterDetector:
             return
         agg_map = self._agg
         campaigns_hit: set[str] = set()
+        known = self._acct_campaign.get(account_id)
+        if known is not None:
+            # A member still harvesting keeps its campaign active, whatever its keys do.
+            known = self._find(known)
+            campaigns_hit.add(known)
+            self.campaigns[known].last_active = ts + self.window_s
         for k in keys:
             agg = agg_map.get(k)
             if agg is None:
@@ -209,7 +216,7 @@ class ClusterDetector:
             self._touched.add(k)
             cid = self._key_campaign.get(k)
             if cid is not None:
-                campaigns_hit.add(cid)
+                campaigns_hit.add(self._find(cid))
         for cid in campaigns_hit:
             c = self.campaigns[cid]
             c.requests += requests
@@ -267,6 +274,7 @@ class ClusterDetector:
         n, share, z = self._stats(k, agg)
         cid = self._key_campaign.get(k)
         if cid is not None:
+            cid = self._key_campaign[k] = self._find(cid)
             # Already part of a campaign: grow it while the key keeps showing suspects.
             if n >= 3 and share >= self.min_share and not self._org_dominated(agg):
                 c = self.campaigns[cid]
@@ -284,12 +292,18 @@ class ClusterDetector:
         for a in agg.members:
             c_of = self._acct_campaign.get(a)
             if c_of is not None:
+                c_of = self._find(c_of)
                 votes[c_of] = votes.get(c_of, 0) + 1
+        linked = sorted(
+            (c for c, nv in votes.items() if nv >= max(3, 0.2 * n)),
+            key=lambda c: (self.campaigns[c].founded_ts, c),
+        )
         cid = None
-        if votes:
-            best, nv = max(votes.items(), key=lambda kv: kv[1])
-            if nv >= max(3, 0.2 * n):
-                cid = best
+        if linked:
+            # The key links these campaigns: one operator. Keep the oldest id.
+            cid = linked[0]
+            for other in linked[1:]:
+                self._merge(cid, other)
         if cid is None:
             digest = hashlib.sha1(key_label(k).encode(), usedforsecurity=False).hexdigest()
             cid = f"cmp-{digest[:12]}"
@@ -301,6 +315,27 @@ class ClusterDetector:
         c.max_z = max(c.max_z, z)
         c.last_active = now
         self._add_members(c, k, agg)
+
+    def _find(self, cid: str) -> str:
+        """The surviving campaign of ``cid`` after merges."""
+        while cid not in self.campaigns:
+            cid = self._merged[cid]
+        return cid
+
+    def _merge(self, into: str, other: str) -> None:
+        a, b = self.campaigns[into], self.campaigns.pop(other)
+        self._merged[other] = into
+        a.keys.update({k: max(v, a.keys.get(k, 0)) for k, v in b.keys.items()})
+        a.members.update(b.members)
+        a.young |= b.young
+        a.requests += b.requests
+        a.output_tokens += b.output_tokens
+        a.max_z = max(a.max_z, b.max_z)
+        a.last_active = max(a.last_active, b.last_active)
+        for m, v in b.models_now.items():
+            a.models_now[m] = a.models_now.get(m, 0) + v
+        for k in b.keys:
+            self._key_campaign[k] = into
 
     def _add_members(self, c: Campaign, k: Key, agg: _Agg) -> None:
         new = 0

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterable
 from typing import Any
 
@@ -56,6 +57,9 @@ class Detection:
         Robust z (requests or output tokens over the account's baseline) that fires.
     account_critical_z
         Robust z above which an extraction-like young account's finding is critical.
+    account_persist
+        Consecutive anomalous windows before an account finding: benign users burst for a
+        minute, abuse keeps going.
     young_days
         Accounts younger than this count as young (cluster evidence, severity).
     suspicious
@@ -79,6 +83,7 @@ class Detection:
         account_grace: int = 5,
         account_threshold: float = 6.0,
         account_critical_z: float = 12.0,
+        account_persist: int = 2,
         young_days: float = 30.0,
         suspicious: float = 0.5,
         cluster_windows: int = 10,
@@ -87,7 +92,7 @@ class Detection:
         cluster_min_z: float = 4.0,
         cluster_critical_members: int = 20,
         cluster_critical_young_share: float = 0.5,
-        cluster_hold_windows: int = 2,
+        cluster_hold_windows: int = 9,
         template_min_accounts: int = 4,
         template_max_bits: int = 10,
         population_min_accounts: int = 30,
@@ -98,11 +103,13 @@ class Detection:
         self.account_grace = account_grace
         self.account_threshold = account_threshold
         self.account_critical_z = account_critical_z
+        self.account_persist = account_persist
         self.young_days = young_days
         self.suspicious = suspicious
         self.population_min_accounts = population_min_accounts
         self.windower = Windower(window_s, lateness_s)
         self._baselines: dict[str, AccountBaseline] = {}
+        self._touched: set[str] = set()
         self._populations: dict[str, PopulationModel] = {}
         self.templates = TemplateIndex(template_min_accounts, template_max_bits)
         self.clusters = ClusterDetector(
@@ -123,6 +130,30 @@ class Detection:
     def active_accounts(self) -> int:
         return len(self._baselines)
 
+    # -- durable per-account state: the worker saves it per closed window --------------------
+
+    def pop_touched(self) -> set[str]:
+        """Accounts whose state may have changed in the windows closed since the last call."""
+        out, self._touched = self._touched, set()
+        return out
+
+    def export_account(self, account_id: str) -> bytes | None:
+        """The account's learned state as bytes (``None`` if it has none)."""
+        base = self._baselines.get(account_id)
+        return None if base is None else pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def import_account(self, account_id: str, blob: bytes) -> None:
+        """Restore what :meth:`export_account` saved (after a restart or a rebalance)."""
+        # Only our own changelog topic feeds this; it is as trusted as the worker.
+        self._baselines[account_id] = pickle.loads(blob)
+
+    def drop_accounts(self, account_ids: Iterable[str]) -> None:
+        """Forget accounts another worker now owns: their state and open-window counters."""
+        ids = set(account_ids)
+        for account_id in ids:
+            self._baselines.pop(account_id, None)
+        self.windower.drop(ids)
+
     def add(self, ev: Event) -> bool:
         """Count one event; False when it was late or a duplicate."""
         return self.windower.add(ev)
@@ -132,6 +163,7 @@ class Detection:
         out: list[Finding] = []
         for closed in self.windower.close_until(watermark):
             self.windows_closed += 1
+            self._touched.update(closed.accounts)
             out.extend(self._detect(closed))
         return out
 
@@ -205,7 +237,8 @@ class Detection:
             extraction = base.extraction_likeness(end, young_cut)
             age = base.age_days(end)
             young = age == age and age < young_cut
-            if score >= self.account_threshold:
+            streak = base.streak(score >= self.account_threshold)
+            if streak >= self.account_persist:
                 out.append(self._account_finding(account_id, acc, base, closed, scores, lift,
                                                  extraction, young))
             base.learn_one(x)
@@ -303,7 +336,11 @@ class Detection:
 
 
 class Monitor:
-    """Detection plus alert lifecycle in one object: the offline path (``replay``, tests)."""
+    """Detection plus alert lifecycle in one object: the offline path (``replay``, tests).
+
+    Takes every :class:`Detection` keyword, plus ``quiet_windows`` for the
+    :class:`~detectors.alerts.AlertBook`.
+    """
 
     def __init__(
         self,
@@ -313,9 +350,18 @@ class Monitor:
         account_threshold: float = 6.0,
         quiet_windows: int = 3,
         max_members: int = 10_000,
+        **detection: Any,
     ) -> None:
-        self.detection = Detection(window_s, lateness_s, account_grace, account_threshold)
+        self.detection = Detection(
+            window_s,
+            lateness_s,
+            account_grace,
+            account_threshold,
+            max_members=max_members,
+            **detection,
+        )
         self.alerts = AlertBook(window_s, quiet_windows, max_members)
+        self._due = float("-inf")
 
     def _fold(self, findings: Iterable[Finding], watermark: float) -> list[dict[str, Any]]:
         changes = [c for f in findings if (c := self.alerts.observe(f)) is not None]
@@ -324,11 +370,21 @@ class Monitor:
 
     def add(self, ev: Event) -> list[dict[str, Any]]:
         """Count one event; return alert changes from any windows it lets close."""
-        self.detection.add(ev)
-        wm = self.detection.windower.watermark
-        return self._fold(self.detection.advance(wm), wm)
+        det = self.detection
+        det.add(ev)
+        wm = det.windower.watermark
+        if wm < self._due:
+            return []
+        changes = self._fold(det.advance(wm), wm)
+        self._due = det.windower.next_close
+        return changes
 
     def flush(self) -> list[dict[str, Any]]:
-        """End of input: close every open window."""
-        wm = self.detection.windower.watermark + self.detection.window_s + self.detection.lateness_s
-        return self._fold(self.detection.advance(wm), wm)
+        """End of input: close every open window, then resolve every open alert (its last
+        state, with the full member list, is the final word of the replay)."""
+        det = self.detection
+        wm = det.windower.watermark + det.window_s + det.lateness_s
+        changes = self._fold(det.advance(wm), wm)
+        end = wm + self.alerts.quiet_windows * self.alerts.window_s
+        changes.extend(self.alerts.tick(end))
+        return changes

@@ -155,15 +155,10 @@ def rate_learn(s: MutableSequence[float], p: RateParams, x: float) -> None:
         return
     step = abs(x - s[_PREV])
     s[_PREV] = x
-    if step > 0.0:
-        q = s[_QUANTUM]
-        # Track the typical step from below: the small steps say how fine the series is.
-        # Multiplicative quantile update: q settles where 20 % of non-zero steps are smaller.
-        s[_QUANTUM] = step if q == 0.0 else q * (1.01 if step > q else 0.96)
     a = max(p.alpha, 1.0 / n)
     a_slow = max(p.slow_alpha, 1.0 / n)
     r = x - s[_LEVEL]
-    warm = n > 5 and s[_SCALE] > 0.0
+    warm = n > 5
     std = _std(s, p)
     limit = p.clip_z * std * _tail_factor(s)
     if warm:
@@ -189,6 +184,11 @@ def rate_learn(s: MutableSequence[float], p: RateParams, x: float) -> None:
         return
     if run:
         _release_run(s, p, a, limit)
+    if step > 0.0:
+        # Track the typical step from below (only ordinary values: a jump is no quantum).
+        # Multiplicative quantile update: q settles where 20 % of non-zero steps are smaller.
+        q = s[_QUANTUM]
+        s[_QUANTUM] = step if q == 0.0 else q * (1.01 if step > q else 0.96)
     s[_LEVEL] += a * r
     s[_SCALE] += max(p.scale_alpha, 1.0 / n) * (abs(r) - s[_SCALE])
     rs = x - s[_SLOW]

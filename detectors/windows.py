@@ -293,10 +293,30 @@ class Windower:
             for start in [s for s in self._seen if s < boundary]:
                 del self._seen[start]
 
+    def drop(self, account_ids: set[str]) -> None:
+        """Remove these accounts from every open window (their partition moved away).
+
+        Their events will be read again from Kafka by whoever owns them next, this worker
+        included, so the event ids remembered for duplicate detection are forgotten too.
+        """
+        for bucket in self._buckets.values():
+            for account_id in account_ids:
+                bucket.pop(account_id, None)
+        for seen in self._seen.values():
+            seen.clear()
+
     @property
     def closed_before(self) -> float:
         """Every window starting before this time has closed; its events are late."""
         return self._closed_before
+
+    @property
+    def next_close(self) -> float:
+        """The smallest watermark at which :meth:`close_until` can close anything: callers
+        skip it until then (saves a scan per event)."""
+        if not self._buckets:
+            return self._closed_before + self.size_s + self.lateness_s
+        return min(self._buckets) + self.size_s + self.lateness_s
 
     @property
     def open_accounts(self) -> int:
