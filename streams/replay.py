@@ -25,8 +25,9 @@ import orjson
 
 from detectors.events import InvalidEvent, event_from_dict
 from detectors.pipeline import Monitor
+from streams.config import Config
 
-__all__ = ["ReplayStats", "add_arguments", "build_monitor", "replay", "run"]
+__all__ = ["ReplayStats", "add_arguments", "build_monitor", "monitor_kwargs", "replay", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,16 +38,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between progress lines on stderr (0 = none)")
 
 
+def monitor_kwargs(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of the :class:`Monitor` the worker's configuration describes: the
+    detection settings plus the alert-book ones."""
+    kw = cfg.detection_kwargs()
+    kw.setdefault("quiet_windows", cfg.detection.quiet_windows)
+    kw.setdefault("max_members", cfg.detection.max_members)
+    return kw
+
+
 def build_monitor(args: argparse.Namespace) -> Monitor:
     """The worker's detection configuration, as a :class:`Monitor`."""
     from streams.config_cmd import config_from_args
 
-    cfg = config_from_args(args)
-    return Monitor(
-        **cfg.detection_kwargs(),
-        quiet_windows=cfg.detection.quiet_windows,
-        max_members=cfg.detection.max_members,
-    )
+    return Monitor(**monitor_kwargs(config_from_args(args)))
 
 
 @dataclass
