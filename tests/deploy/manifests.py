@@ -64,6 +64,13 @@ def config_for(env: Mapping[str, str], toml: Path | None) -> Config:
     return load_config(toml, {k: str(v) for k, v in env.items()})
 
 
+def image_env() -> dict[str, str]:
+    """DISTILLWATCH_* variables the worker image sets (deploy/Dockerfile ENV): every container
+    of the image starts with them, under whatever compose or Kubernetes adds."""
+    env = Dockerfile.read(DOCKERFILE).env()
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+
+
 def compose_env(service: Mapping[str, Any]) -> dict[str, str]:
     """A compose service's environment as a dict (both the map and the list forms)."""
     env = service.get("environment") or {}

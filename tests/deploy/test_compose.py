@@ -18,6 +18,7 @@ from tests.deploy.manifests import (
     Mount,
     compose_env,
     config_for,
+    image_env,
     load_yaml,
     parse_port,
     parse_volume,
@@ -56,7 +57,7 @@ def _host_path(source: str) -> Path:
 def _service_config(service: dict[str, Any]) -> Config:
     """The config a distillwatch container of ``service`` loads: the file bind-mounted at
     DISTILLWATCH_CONFIG (read from the host) plus the service's environment."""
-    env = compose_env(service)
+    env = {**image_env(), **compose_env(service)}
     path = env.get("DISTILLWATCH_CONFIG")
     assert path, "no DISTILLWATCH_CONFIG: the container would run on built-in defaults"
     mount = next((m for m in _mounts(service) if m.target == path), None)

@@ -18,6 +18,7 @@ from tests.deploy.manifests import (
     K8S,
     Dockerfile,
     config_for,
+    image_env,
     load_yaml,
     load_yaml_all,
     unknown_env,
@@ -67,9 +68,9 @@ def _secret_value(key: str) -> str:
 
 
 def _env(container: dict[str, Any], secrets: bool = False) -> dict[str, str]:
-    """The container's environment; Secret-backed variables only with ``secrets`` (the
-    shipped Secret is empty, so by default they are absent)."""
-    out = {}
+    """The container's environment over the image's; Secret-backed variables only with
+    ``secrets`` (the shipped Secret is empty, so by default they are absent)."""
+    out = image_env()
     for e in container.get("env", []):
         if "value" in e:
             out[e["name"]] = e["value"]

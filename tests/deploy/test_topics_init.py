@@ -150,6 +150,7 @@ def test_compose_worker_command_runs_on_the_initialised_topics(
         **{k: v for k, v in env.items() if k.startswith(ISOLATED)},
         "DISTILLWATCH_CONFIG": str(DEPLOY / "config.example.toml"),
         "DISTILLWATCH_BROKER__URL": broker.url,
+        "DISTILLWATCH_METRICS__HOST": "127.0.0.1",
         "DISTILLWATCH_METRICS__PORT": str(port),
         "DISTILLWATCH_WORKER__DATA_DIR": str(tmp_path / "state"),
     }
