@@ -9,8 +9,10 @@ system service, if any, is neither used nor touched.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import os
 import random
 import subprocess
 import time
@@ -25,7 +27,7 @@ import pytest
 
 from streams.broker import free_port
 from tests.conftest import isolated_topics, produce, read_topic
-from tests.observability.promql import RULE_FILES, Expr, all_exprs, tool
+from tests.observability.promql import ROOT, RULE_FILES, Expr, all_exprs, tool
 
 pytestmark = pytest.mark.integration
 
@@ -198,9 +200,36 @@ def _check_all(prom: Prometheus, exprs: list[Expr]) -> tuple[list[str], list[str
     return errors, empty
 
 
+# Panels drawn for docs/oncall.md (grafana/render_panels.py): dashboard → titles.
+PICTURES = {
+    "overview": ["Active campaigns", "Campaign accounts", "Harvest so far", "Worst open campaigns",
+                 "Open alerts by severity", "Detection latency", "Campaign size and harvest",
+                 "Events / s", "DLQ share"],
+    "accounts": ["Score / threshold by rank", "Worst open accounts (top 10)"],
+}
+
+
+def _render(prom: Prometheus, out: Path, start: float) -> list[Path]:
+    spec = importlib.util.spec_from_file_location("render_panels",
+                                                  ROOT / "grafana" / "render_panels.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, titles in PICTURES.items():
+        d = json.loads((ROOT / "grafana" / "dashboards" / f"{stem}.json").read_text())
+        for title, svg in mod.render(d, titles, prom.url, start, time.time()).items():
+            path = out / f"{stem}-{mod.slug(title)}.svg"
+            path.write_text(svg)
+            paths.append(path)
+    return paths
+
+
 def test_every_dashboard_and_rule_query_runs_on_live_prometheus(
-    broker, worker_factory, prometheus_factory
+    broker, worker_factory, prometheus_factory, tmp_path
 ):
+    t0 = time.time()
     topics, env = isolated_topics()
     worker = worker_factory(**env)
     prom = prometheus_factory([f"127.0.0.1:{worker.metrics_port}"])
@@ -238,6 +267,9 @@ def test_every_dashboard_and_rule_query_runs_on_live_prometheus(
     errors, empty = _check_all(prom, exprs)
     assert not errors, "queries Prometheus rejected:\n" + "\n".join(errors)
     assert not empty, "core panels with no data:\n" + "\n".join(empty)
+    # The check itself can fail: a malformed query is reported, not silently empty.
+    assert _check_all(prom, [Expr("dashboard:x", "bad", "sum(rate(x[5m])", "sum(rate(x[5m])")])[0]
+    print(f"queries run: {len(exprs)}")
 
     # Spot-check values the on-call overview shows.
     assert prom.values('sum(rate(distillwatch_events_consumed_total{job="distillwatch"}[5m]))'
@@ -264,3 +296,14 @@ def test_every_dashboard_and_rule_query_runs_on_live_prometheus(
     firing = prom.get("/api/v1/alerts")["data"]["alerts"]
     pages = {a["labels"]["alertname"] for a in firing if a["labels"]["severity"] == "page"}
     assert pages <= {"DistillwatchCriticalCampaignOpen"}, pages
+
+    # Pictures of the panels from this run's data (docs/img when DISTILLWATCH_RENDER_DIR
+    # points there); every one must be a well-formed SVG with something drawn in it.
+    import xml.etree.ElementTree as ET
+
+    out = Path(os.environ.get("DISTILLWATCH_RENDER_DIR") or tmp_path / "render")
+    pictures = _render(prom, out, t0)
+    assert len(pictures) == sum(len(t) for t in PICTURES.values())
+    for path in pictures:
+        ET.fromstring(path.read_text())
+        assert "No data" not in path.read_text(), path.name
