@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -305,3 +307,19 @@ def test_grafana_provisioning_matches_the_mounts(services: dict[str, Any]) -> No
         assert mount is not None, f"dashboard provider path {path} is not mounted"
         host = _host_path(mount.source) / path.removeprefix(mount.target).lstrip("/")
         assert list(host.rglob("*.json")), f"no dashboard JSON under {host}"
+
+
+def test_alert_links_open_the_provisioned_dashboard(services: dict[str, Any]) -> None:
+    """Every alert links to sinks.grafana_url: in compose it must be the published Grafana
+    and a dashboard uid that provisioning loads."""
+    cfg = _service_config(next(iter(_workers(services).values())))
+    url = urlsplit(cfg.sinks.grafana_url)
+    grafana_ports = {parse_port(p)[1] for p in services["grafana"]["ports"]}
+    assert url.hostname == "localhost" and url.port in grafana_ports
+    mounts = {m.target: m for m in _mounts(services["grafana"])}
+    dash_dir = next(m for t, m in mounts.items() if t.endswith("/dashboards"))
+    uids = {
+        json.loads(p.read_text()).get("uid") for p in _host_path(dash_dir.source).glob("*.json")
+    }
+    parts = url.path.split("/")
+    assert parts[1] == "d" and parts[2] in uids, f"no dashboard with uid {parts[2]!r}"
