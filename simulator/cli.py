@@ -134,7 +134,9 @@ def _to_broker(args: argparse.Namespace, sim: object) -> int:
             write_labels(sim, f)
     speed = 1.0 if args.realtime else args.speed
     try:
-        stats = produce(sim, args.broker.removeprefix("kafka://"), topic, speed=speed)
+        stats = produce(
+            sim, args.broker.removeprefix("kafka://"), topic, speed=speed, progress=sys.stderr
+        )
     except Exception as err:  # kafka-python raises many unrelated types on connect
         print(f"distillwatch simulate: producing to {args.broker} failed: {err}", file=sys.stderr)
         return 1

@@ -3,7 +3,6 @@ as fast as possible, in real time, or at an acceleration factor."""
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import IO
@@ -42,11 +41,12 @@ def produce(
     topic: str,
     *,
     speed: float | None = None,
-    progress: IO[str] | None = sys.stderr,
+    progress: IO[str] | None = None,
     progress_every_s: float = 1.0,
 ) -> ProduceStats:
     """Send every event of ``sim``. ``speed`` None sends as fast as the broker takes them;
-    otherwise event time advances ``speed`` times faster than the wall clock (1 = real time)."""
+    otherwise event time advances ``speed`` times faster than the wall clock (1 = real time).
+    A progress bar and the achieved rate go to ``progress`` (e.g. ``sys.stderr``)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
