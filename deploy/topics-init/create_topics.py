@@ -8,9 +8,10 @@ from what the workers expect.
 
 Every topic gets ``topics.partitions`` partitions except ``findings``, which gets exactly one:
 the alert agent keeps each alert's lifecycle in one place, and the window-close watermarks
-it receives must stay in order. The changelog topics of the worker's Faust tables are
-created here too, compacted and with ``--replication-factor`` replicas: left to Faust they
-would get its default of one replica, and a broker loss would then lose detector state.
+it receives must stay in order. Faust's internal topics (the tables' changelogs, compacted,
+and its leader-election topic) are created here too, with ``--replication-factor``
+replicas: left to Faust they would get its default of one replica, and a broker loss would
+then lose detector state.
 
 The script is idempotent. It never adds partitions to an existing topic: Kafka maps a key to
 ``hash(key) % partitions``, so growing ``requests`` moves accounts between partitions and
@@ -70,13 +71,19 @@ def plan(
     return out
 
 
+def leader_topic(app_id: str) -> str:
+    """Faust's leader-election topic for ``app_id`` (faust/assignor/leader_assignor.py)."""
+    return f"{app_id}-__assignor-__leader"
+
+
 def changelog_plan(cfg: Config) -> list[TopicPlan]:
-    """The changelog topics of the worker's Faust tables, read from the app itself so a new
-    table is covered without editing this script. Building the app opens no connection."""
+    """Faust's internal topics for the worker: its tables' changelogs, read from the app
+    itself so a new table is covered without editing this script, and its one-partition
+    leader-election topic. Building the app opens no connection."""
     from streams.app import build_app
 
     app = build_app(cfg)
-    out = []
+    out = [TopicPlan(leader_topic(app.conf.id), 1, {}, True)]
     for table in app.tables.values():
         topic = table.changelog_topic
         partitions = topic.partitions or app.conf.topic_partitions

@@ -104,6 +104,9 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
     }
     assert changelogs, "the worker has no Faust table"
     assert _partitions(broker, list(changelogs)) == changelogs
+    # Faust's leader topic, under the name Faust itself uses.
+    leader = app._leader_assignor._leader_topic_name
+    assert _partitions(broker, [leader]) == {leader: 1}
 
     again = _run(broker, env)
     assert again.returncode == 0, again.stderr
