@@ -1,0 +1,131 @@
+"""Delivery end to end on the real broker: a ramping account in, one Slack message (edited
+in place, never duplicated), signed webhooks, and the audit records on the actions topic."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import orjson
+import pytest
+
+from tests.conftest import isolated_topics, produce, read_topic
+from tests.integration.test_worker import _traffic
+from tests.sinks.receivers import SlackReceiver, WebhookReceiver
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "xoxb-e2e-S3CRET-token"
+HOOK_SECRET = "e2e-hook-S3CRET"
+
+
+def _more(now: float) -> list[tuple[bytes, bytes]]:
+    """Two more windows from now: benign accounts as before, the ramp 4x harder."""
+    rng = random.Random(11)
+    out = []
+    for w in range(3):
+        for acct in [f"benign-{i}" for i in range(30)] + ["ramp-1"]:
+            rate = 320 if acct == "ramp-1" else 4
+            for j in range(rate):
+                ev = {"event_id": f"more-{acct}-{w}-{j}", "account_id": acct,
+                      "ts": now + w * 2.0 + rng.random() * 2.0, "model": "model-a",
+                      "input_tokens": rng.randint(50, 200),
+                      "output_tokens": rng.randint(100, 400), "tier": "pro"}
+                out.append((acct.encode(), orjson.dumps(ev)))
+    out.sort(key=lambda kv: orjson.loads(kv[1])["ts"])
+    return out
+
+
+def _wait(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return cond()
+
+
+def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory):
+    topics, env = isolated_topics()
+    slack = SlackReceiver(token=TOKEN, rate_limit_every=3, retry_after="0.2").start()
+    hook = WebhookReceiver(HOOK_SECRET.encode()).start()
+    try:
+        worker = worker_factory(
+            **env,
+            DISTILLWATCH_SINKS__SLACK_BOT_TOKEN=TOKEN,
+            DISTILLWATCH_SINKS__SLACK_CHANNEL="C-e2e",
+            DISTILLWATCH_SINKS__SLACK_API_URL=f"{slack.base}/api",
+            DISTILLWATCH_SINKS__SLACK_MIN_INTERVAL_S="0.1",
+            DISTILLWATCH_SINKS__WEBHOOK_URLS=f"{hook.base}/hooks/distillwatch-S3CRET-path",
+            DISTILLWATCH_SINKS__WEBHOOK_SECRET=HOOK_SECRET,
+            DISTILLWATCH_SINKS__BACKOFF_INITIAL_S="0.05",
+            DISTILLWATCH_SINKS__BACKOFF_MAX_S="0.5",
+        )
+        now = time.time()
+        # 40 s of history, the ramp, and the ramp going on 4x harder for 6 s more (event times
+        # up to now + 6 s): one incident whose alert opens and is then updated.
+        produce(broker, topics.requests, _traffic(now) + _more(now))
+
+        def ramp(records):
+            return [r for r in records if r.get("entity_id") == "ramp-1"]
+
+        alerts = read_topic(
+            broker, topics.alerts,
+            until=lambda rs: any(r["state"] == "updated" for r in ramp(rs)), timeout=60,
+        )
+        assert ramp(alerts), worker.log()
+        time.sleep(2.0)
+        alerts = read_topic(broker, topics.alerts, until=lambda rs: False, timeout=2)
+        opens = [r for r in ramp(alerts) if r["state"] == "opened"]
+        assert len(opens) == 1, [(r["alert_id"], r["detector"], r["state"]) for r in ramp(alerts)]
+        # Every alert change reaches the webhook once, signed (the receiver verifies).
+        assert _wait(lambda: len(hook.accepted) >= len(alerts), 20), worker.log()
+        time.sleep(1.0)  # would a duplicate arrive, it would be by now
+        assert hook.rejected == []
+        assert len({b["delivery_id"] for b in hook.accepted}) == len(hook.accepted)
+        assert len(hook.accepted) == len(alerts)
+
+        # Slack: the campaign is one message, edited in place as its alert changes.
+        assert _wait(lambda: len(slack.posts) >= 1, 10), worker.log()
+        time.sleep(1.0)
+        assert slack.invalid == []
+        assert len(slack.posts) == 1, [p["text"] for p in slack.posts]
+        assert "ramp-1" in slack.posts[0]["text"]
+        assert {u["ts"] for u in slack.updates} <= set(slack.messages)
+        if any(r["state"] != "opened" for r in ramp(alerts)):
+            assert slack.updates, "the alert changed but its Slack message was not edited"
+        assert "docs/detectors.md#account_baseline" in str(slack.posts[0]["blocks"])
+
+        # Audit: one decision per open/update change, none executed (dry-run by default).
+        changes = [r for r in alerts if r["state"] != "resolved"]
+        actions = read_topic(
+            broker, topics.actions,
+            until=lambda rs: {r["alert_id"] for r in rs} >= {c["alert_id"] for c in changes},
+            timeout=20,
+        )
+        assert {r["alert_id"] for r in actions} == {c["alert_id"] for c in changes}
+        assert all(r["dry_run"] for r in actions)
+        assert not [r for r in actions if r["decision"] in ("executed", "failed")]
+        mine = [r for r in actions if r["account_id"] == "ramp-1"]
+        assert mine and mine[0]["decision"] == "dry_run", mine
+        assert mine[0]["action"] in ("flag", "suspend")
+        assert mine[0]["idempotency_key"] == f"{mine[0]['alert_id']}:ramp-1:{mine[0]['action']}"
+        for r in mine:
+            assert r["decision"] in ("dry_run", "skipped")
+            if r["action"] == "suspend" and r["decision"] == "dry_run":
+                # Only with the detector sure and a second independent opinion.
+                assert r["alert_severity"] == "critical" and len(r["agreeing_detectors"]) >= 2
+        # Alerts of several detectors on the account share its one message.
+        final = str(slack.messages[next(iter(slack.messages))]["blocks"])
+        for det in {r["detector"] for r in ramp(alerts)}:
+            assert f"Runbook: {det}" in final
+
+        assert worker.metric("distillwatch_sink_sent_total", {"sink": "slack"}) >= 1
+        assert worker.metric("distillwatch_sink_failed_total", {"sink": "webhook"}) == 0
+        assert worker.metric("distillwatch_sink_queued", {"sink": "slack"}) == 0
+        log = worker.log()
+        assert "S3CRET" not in log
+        assert "S3CRET" not in worker.metrics_text()
+    finally:
+        slack.stop()
+        hook.stop()
