@@ -65,8 +65,9 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def create_topics(bootstrap: str, layout: Mapping[str, int]) -> None:
-    """Create the topics of ``layout`` (name -> partitions) that do not exist yet."""
+def create_topics(bootstrap: str, layout: Mapping[str, int], *, compact: bool = False) -> None:
+    """Create the topics of ``layout`` (name -> partitions) that do not exist yet;
+    ``compact`` asks for log compaction (state changelogs)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -74,7 +75,12 @@ def create_topics(bootstrap: str, layout: Mapping[str, int]) -> None:
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(t, num_partitions=n, replication_factor=1)
+            NewTopic(
+                t,
+                num_partitions=n,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if compact else {},
+            )
             for t, n in layout.items()
             if t not in existing
         ]

@@ -22,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from mode import Service
 
+from streams.broker import create_topics
 from streams.config import Config
 from streams.stages import IngestStage
+from streams.state import AccountStateStore
 
 __all__ = ["IngestService"]
 
@@ -49,13 +51,20 @@ class IngestService(Service):
         self._producer: AIOKafkaProducer | None = None
         self.last_offsets: dict[int, int] = {}
         self.highwaters: dict[int, int] = {}
+        self.account_state = AccountStateStore(
+            cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir
+        )
 
     async def on_start(self) -> None:
         bootstrap = self.cfg.broker.bootstrap
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
         await self._producer.start()
+        partitions = await self._producer.partitions_for(self.cfg.topics.requests)
+        # The state changelog mirrors the partitions of requests; create_topics is idempotent.
+        await asyncio.to_thread(
+            create_topics, bootstrap, {self.account_state.topic: len(partitions)}, compact=True
+        )
         self._consumer = AIOKafkaConsumer(
-            self.cfg.topics.requests,
             bootstrap_servers=bootstrap,
             group_id=f"{self.cfg.worker.app_id}-ingest",
             enable_auto_commit=False,
@@ -67,6 +76,7 @@ class IngestService(Service):
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=4_000,
         )
+        self._consumer.subscribe([self.cfg.topics.requests], listener=_Rebalance(self))
         await self._consumer.start()
         log.info("ingest consumer started on %s", self.cfg.topics.requests)
 
@@ -75,6 +85,7 @@ class IngestService(Service):
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        self.account_state.close()
 
     async def _send_findings(self, msgs: list[dict[str, Any]]) -> list[asyncio.Future[Any]]:
         assert self._producer is not None
@@ -119,7 +130,15 @@ class IngestService(Service):
             futs.extend(await self._send_findings(findings))
             if futs:
                 await asyncio.gather(*futs)
-            await self._commit(consumer)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Save the state of accounts in windows closed so far, then commit the offsets
+        those windows account for: state first, so a crash in between replays, never skips."""
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        await self.account_state.save(producer, self.stage.detection, self.stage.account_partition)
+        await self._commit(consumer)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         topic = self.cfg.topics.requests
@@ -133,3 +152,30 @@ class IngestService(Service):
                 await consumer.commit(offsets)
             except Exception as err:  # a rebalance in flight: the next batch commits again
                 log.info("offset commit skipped: %s", err)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Checkpoint before partitions leave; restore their state when they arrive.
+
+    aiokafka revokes every partition at each rebalance (eager protocol), so a worker drops all
+    its accounts and restores those of its new assignment, from local RocksDB plus the
+    changelog tail: state of partitions it kept comes back from its own disk.
+    """
+
+    def __init__(self, service: IngestService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if not revoked:
+            return
+        svc = self.service
+        try:
+            await svc.checkpoint()
+        except Exception as err:  # the group moved on: the new owner replays from Kafka
+            log.warning("checkpoint before revocation failed: %s", err)
+        svc.stage.release(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        svc = self.service
+        parts = [tp.partition for tp in assigned]
+        await svc.account_state.restore(parts, svc.stage.detection, svc.stage.account_partition)

@@ -59,6 +59,9 @@ class IngestStage:
         # committed only up to what closed windows have fully accounted for.
         self._open_first: dict[float, dict[int | None, int]] = {}
         self._next_offset: dict[int | None, int] = {}
+        # Where each account's events come from: its state is saved to the same partition of
+        # the state changelog, and dropped when that partition moves to another worker.
+        self.account_partition: dict[str, int | None] = {}
 
     def handle(self, batch: Iterable[RawMessage], now: float | None = None) -> IngestResult:
         now = time.time() if now is None else now
@@ -67,6 +70,7 @@ class IngestStage:
         det = self.detection
         size = self.cfg.windows.size_s
         open_first = self._open_first
+        account_partition = self.account_partition
         next_offset = self._next_offset
         n = valid = late = dup = 0
         for payload, partition, offset in batch:
@@ -100,6 +104,8 @@ class IngestStage:
             self._partition_wall[partition] = now
             before_late = det.windower.late_events
             if det.add(ev):
+                if ev.account_id not in account_partition:
+                    account_partition[ev.account_id] = partition
                 if offset is not None:
                     start = ev.ts - ev.ts % size
                     firsts = open_first.get(start)
@@ -135,6 +141,21 @@ class IngestStage:
             self._max_ts = wm
             res.findings = self._advance(wm, now)
         return res
+
+    def release(self, partitions: Iterable[int | None]) -> None:
+        """Forget everything about ``partitions`` (revoked in a rebalance): their accounts'
+        state and open-window counters, and their watermark and offset bookkeeping."""
+        gone = set(partitions)
+        ids = [a for a, p in self.account_partition.items() if p in gone]
+        for a in ids:
+            del self.account_partition[a]
+        self.detection.drop_accounts(ids)
+        for p in gone:
+            self._partition_ts.pop(p, None)
+            self._partition_wall.pop(p, None)
+            self._next_offset.pop(p, None)
+            for firsts in self._open_first.values():
+                firsts.pop(p, None)
 
     def committable(self, partition: int | None) -> int | None:
         """The offset that is safe to commit on ``partition``: every message before it is

@@ -1,0 +1,169 @@
+"""Durable per-account detector state for the ingest service.
+
+State is written once per closed window (never per event) for the accounts that window
+touched, to two places:
+
+- a changelog topic ``<app_id>-account-state-changelog``, partitioned like ``requests`` (the
+  record for an account goes to the partition its events came from), compacted where the
+  broker supports it: the source of truth that any worker can restore from;
+- a local RocksDB (rocksdict) under ``worker.data_dir``, with the changelog offset it reflects
+  per partition, so a restarted worker reads only the changelog's tail.
+
+Why not a Faust table: a Faust table binds state to Faust's own stream path, whose
+per-event cost (~3k events/s here) is what :mod:`streams.ingest` avoids. This module keeps
+the same contract — changelog topic, RocksDB, restore on assignment — for the fast path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from rocksdict import Rdict
+
+from detectors.pipeline import Detection
+
+__all__ = ["AccountStateStore", "changelog_topic"]
+
+log = logging.getLogger(__name__)
+
+_OFFSET = b"\x00offset\x00"
+
+
+def changelog_topic(app_id: str) -> str:
+    return f"{app_id}-account-state-changelog"
+
+
+def _key(partition: int, account_id: str) -> bytes:
+    return b"%d\x00%s" % (partition, account_id.encode())
+
+
+class AccountStateStore:
+    """Save and restore the per-account state of a :class:`Detection`.
+
+    Parameters
+    ----------
+    bootstrap
+        Kafka bootstrap servers.
+    app_id
+        Names the changelog topic (one per consumer group).
+    data_dir
+        Folder of the local RocksDB.
+    """
+
+    def __init__(self, bootstrap: str, app_id: str, data_dir: str | Path) -> None:
+        self.bootstrap = bootstrap
+        self.topic = changelog_topic(app_id)
+        path = Path(data_dir) / "account-state.rdb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path))
+        self.saved = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    async def save(
+        self,
+        producer: AIOKafkaProducer,
+        detection: Detection,
+        account_partition: dict[str, int | None],
+    ) -> None:
+        """Write the state of every account touched since the last save, and wait until the
+        broker has it (the caller commits input offsets only after this returns)."""
+        touched = detection.pop_touched()
+        if not touched:
+            return
+        sends = []
+        for account_id in touched:
+            blob = detection.export_account(account_id)
+            partition = account_partition.get(account_id)
+            if blob is None or partition is None:
+                continue
+            self._db[_key(partition, account_id)] = blob
+            sends.append(
+                await producer.send(
+                    self.topic, blob, key=account_id.encode(), partition=partition
+                )
+            )
+        newest: dict[int, int] = {}
+        for meta in await asyncio.gather(*sends):
+            newest[meta.partition] = max(newest.get(meta.partition, -1), meta.offset)
+        for partition, offset in newest.items():
+            self._db[_OFFSET + b"%d" % partition] = b"%d" % offset
+        self.saved += len(sends)
+
+    async def restore(
+        self,
+        partitions: Iterable[int],
+        detection: Detection,
+        account_partition: dict[str, int | None],
+    ) -> int:
+        """Load the state of ``partitions``: local RocksDB first, then the changelog from the
+        offset RocksDB reflects to its end. Returns how many accounts were loaded."""
+        parts = sorted(set(partitions))
+        if not parts:
+            return 0
+        t0 = time.monotonic()
+        start: dict[int, int] = {}
+        loaded = 0
+        for p in parts:
+            raw = self._db.get(_OFFSET + b"%d" % p)
+            start[p] = int(raw) + 1 if raw is not None else 0
+            if raw is None:
+                continue
+            prefix = b"%d\x00" % p
+            for k, v in self._db.items(from_key=prefix):
+                if not k.startswith(prefix):
+                    break
+                account_id = k[len(prefix) :].decode()
+                detection.import_account(account_id, v)
+                account_partition[account_id] = p
+                loaded += 1
+        loaded += await self._read_tail(start, detection, account_partition)
+        log.info(
+            "restored state of %d accounts for partitions %s in %.2fs",
+            loaded,
+            parts,
+            time.monotonic() - t0,
+        )
+        return loaded
+
+    async def _read_tail(
+        self,
+        start: dict[int, int],
+        detection: Detection,
+        account_partition: dict[str, int | None],
+    ) -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(self.topic, p) for p in start]
+            consumer.assign(tps)
+            ends: dict[Any, int] = await consumer.end_offsets(tps)
+            todo = {}
+            for tp in tps:
+                if ends[tp] > start[tp.partition]:
+                    consumer.seek(tp, start[tp.partition])
+                    todo[tp] = ends[tp]
+            loaded = 0
+            while todo:
+                batch = await consumer.getmany(*todo, timeout_ms=1000)
+                for tp, recs in batch.items():
+                    for r in recs:
+                        account_id = r.key.decode()
+                        detection.import_account(account_id, r.value)
+                        account_partition[account_id] = tp.partition
+                        self._db[_key(tp.partition, account_id)] = r.value
+                        loaded += 1
+                    if recs:
+                        self._db[_OFFSET + b"%d" % tp.partition] = b"%d" % recs[-1].offset
+                        if recs[-1].offset + 1 >= todo[tp]:
+                            del todo[tp]
+            return loaded
+        finally:
+            await consumer.stop()
