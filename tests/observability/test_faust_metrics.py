@@ -46,3 +46,18 @@ def test_build_app_installs_monitor_and_collectors():
     assert reg.get_sample_value(
         "distillwatch_flagged_entities", {"entity_type": "cluster", "severity": "critical"}
     ) == 0
+
+
+def test_send_hooks_count_by_topic_and_time_in_seconds():
+    reg = CollectorRegistry()
+    monitor = build_app(Config(), reg).monitor
+    state = monitor.on_send_initiated(None, "alerts", None, 3, 100)
+    monitor.on_send_completed(None, state - 0.05, None)
+    monitor.on_send_initiated(None, "alerts", None, 3, 100)
+    monitor.on_send_error(None, RuntimeError("broker gone"), state)
+    assert _val(reg, "messages_sent_total", topic="alerts") == 2
+    assert _val(reg, "send_errors_total") == 1
+    assert _val(reg, "send_latency_seconds_count") == 1
+    assert 0.05 <= _val(reg, "send_latency_seconds_sum") < 1.0
+    # Faust's own counters still move (its `Monitor.asdict()` feeds faust's tooling).
+    assert monitor.messages_sent == 2 and monitor.send_errors == 1
