@@ -84,9 +84,8 @@ def generate(scenario: Scenario, seed: int) -> Simulation:
             "requests": len(b),
         })
     ev = Batch.concat(batches)
-    inside = (ev.ts >= ctx.t0) & (ev.ts < ctx.t_end)
-    ev = ev.take(np.nonzero(inside)[0])
-    ev = ev.take(np.argsort(ev.ts, kind="stable"))
+    inside = np.nonzero((ev.ts >= ctx.t0) & (ev.ts < ctx.t_end))[0]
+    ev = ev.take(inside[np.argsort(ev.ts[inside], kind="stable")])
     ctx.rng = np.random.default_rng([seed, 3])
     ctx.tables.account_key = ctx.rng.permutation(
         np.unique(ctx.rng.integers(1 << 40, 1 << 48, size=ctx.tables.n_accounts * 2))

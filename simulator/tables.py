@@ -71,6 +71,10 @@ class Batch:
             return cls(**{c: np.zeros(0) for c in cls.COLUMNS})
         return cls(**{c: np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS})
 
+    def slice(self, lo: int, hi: int) -> Batch:
+        """Rows ``lo:hi`` as views (no copy)."""
+        return Batch(**{c: getattr(self, c)[lo:hi] for c in self.COLUMNS})
+
     def take(self, idx: np.ndarray) -> Batch:
         return Batch(**{c: getattr(self, c)[idx] for c in self.COLUMNS})
 

@@ -55,13 +55,14 @@ def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[memoryview]:
     ua_t = table([f'"user_agent":{_j(u)},'.encode() for u in t.uas])
     model_t = table([f'"model":{_j(m.name)},'.encode() for m in sim.scenario.scenario.models])
     stop_t = table([b""] + [f',"stop_reason":"{s}"'.encode() for s in STOP_REASONS])
+    sysfp_values = np.asarray(t.sysfps or [0], dtype=np.uint64)
     ev = sim.events
     n = len(ev)
     join = Joiner()
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         m = hi - lo
-        e = ev.take(np.arange(lo, hi))
+        e = ev.slice(lo, hi)
         ms = np.rint(e.ts * 1000.0).astype(np.int64)
         conv, turn, sysfp = e.conv >= 0, e.turn > 0, e.sysfp >= 0
         yield join([
@@ -78,8 +79,7 @@ def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[memoryview]:
             hex64(e.conv, 10, present=conv), when(const(b'"', m), conv),
             when(const(b',"turn":', m), turn), decimal(e.turn, 3, present=turn),
             when(const(b',"system_prompt_fingerprint":"', m), sysfp),
-            hex64(np.asarray(t.sysfps, dtype=np.uint64)[np.maximum(e.sysfp, 0)]
-                  if t.sysfps else np.zeros(m, np.uint64), present=sysfp),
+            hex64(sysfp_values[np.maximum(e.sysfp, 0)], present=sysfp),
             when(const(b'"', m), sysfp),
             const(b',"prompt_fingerprint":"', m), hex64(e.pfp), const(b'"}\n', m),
         ])
