@@ -323,3 +323,25 @@ def test_alert_links_open_the_provisioned_dashboard(services: dict[str, Any]) ->
     }
     parts = url.path.split("/")
     assert parts[1] == "d" and parts[2] in uids, f"no dashboard with uid {parts[2]!r}"
+
+
+def test_files_named_by_the_config_are_mounted(services: dict[str, Any]) -> None:
+    """A `*_file` setting (policy, secrets) names a path inside the container: it must be a
+    bind mount of a file that exists, and the policy must load."""
+    from streams.sinks.policy import load_policy
+
+    checked = 0
+    for name, svc in services.items():
+        env = compose_env(svc)
+        mounts = {m.target: m for m in _mounts(svc)}
+        for key, path in env.items():
+            if not (key.startswith("DISTILLWATCH_") and key.lower().endswith("_file")):
+                continue
+            assert path in mounts and mounts[path].bind, f"{name}: {key}={path} is not mounted"
+            host = _host_path(mounts[path].source)
+            assert host.is_file(), f"{name}: {host} does not exist"
+            if key == "DISTILLWATCH_SINKS__POLICY_FILE":
+                # Shipped dry-run: the stack must never act on accounts out of the box.
+                assert load_policy(host).dry_run is True
+            checked += 1
+    assert checked, "no service sets a *_file (the workers use the example policy)"

@@ -285,3 +285,30 @@ def test_pods_run_as_the_images_non_root_user(pod: dict[str, Any]) -> None:
         if c["name"] == "worker":
             mounted = {m["mountPath"] for m in c["volumeMounts"]}
             assert "/tmp" in mounted
+
+
+def test_files_named_by_the_config_come_from_the_configmap(
+    objects: dict[str, dict[str, Any]], pod: dict[str, Any], worker: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    from streams.sinks.policy import load_policy
+
+    env = _env(worker)
+    files = {k: v for k, v in env.items() if k.lower().endswith("_file")}
+    assert "DISTILLWATCH_SINKS__POLICY_FILE" in files
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    for key, path in files.items():
+        mount = next(
+            m for m in worker["volumeMounts"]
+            if path.startswith(m["mountPath"].rstrip("/") + "/")
+        )
+        cm_ref = volumes[mount["name"]]["configMap"]
+        rel = path.removeprefix(mount["mountPath"].rstrip("/") + "/")
+        items = {i["path"]: i["key"] for i in cm_ref.get("items", [])}
+        assert rel in items or not items, f"{key}: {rel} is not projected from the ConfigMap"
+        text = objects["ConfigMap"]["data"][items.get(rel, rel)]
+        if key == "DISTILLWATCH_SINKS__POLICY_FILE":
+            out = tmp_path / "policy.toml"
+            out.write_text(text)
+            assert load_policy(out).dry_run is True
+            assert text == (DEPLOY / "policy.example.toml").read_text()

@@ -23,6 +23,7 @@ from tests.deploy.manifests import (
     compose_env,
     config_for,
     load_yaml,
+    parse_volume,
 )
 from tests.deploy.test_dockerfile import _healthcheck_argv
 
@@ -47,10 +48,21 @@ def _partitions(broker: EmbeddedBroker, topics: list[str]) -> dict[str, int]:
         admin.close()
 
 
+def _local_env(service: dict[str, Any]) -> dict[str, str]:
+    """A compose service's environment, with files it names inside the container (``*_FILE``
+    variables) replaced by the host files compose would mount there."""
+    env = compose_env(service)
+    mounts = {m.target: m for m in map(parse_volume, service.get("volumes", []))}
+    for key, value in env.items():
+        if key.lower().endswith("_file") and value in mounts:
+            env[key] = str((DEPLOY / mounts[value].source).resolve())
+    return env
+
+
 def _compose_init_env(prefix: str) -> dict[str, str]:
     """topics-init's environment from the compose file, with the topic names prefixed so this
     test does not collide with others on the shared session broker."""
-    env = compose_env(load_yaml(COMPOSE)["services"]["topics-init"])
+    env = _local_env(load_yaml(COMPOSE)["services"]["topics-init"])
     cfg = config_for(env, DEPLOY / "config.example.toml")
     for field in type(cfg.topics).model_fields:
         if field != "partitions":
@@ -149,7 +161,7 @@ def test_compose_worker_command_runs_on_the_initialised_topics(
     port = free_port()
     worker_env = {
         **os.environ,
-        **compose_env(worker_svc),
+        **_local_env(worker_svc),
         **{k: v for k, v in env.items() if k.startswith(ISOLATED)},
         "DISTILLWATCH_CONFIG": str(DEPLOY / "config.example.toml"),
         "DISTILLWATCH_BROKER__URL": broker.url,
