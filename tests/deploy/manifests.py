@@ -99,7 +99,14 @@ class Mount:
     bind: bool  # a host path (else a named volume)
 
 
+def interpolate(text: str) -> str:
+    """Compose's ``${VAR:-default}`` / ``${VAR-default}`` with VAR unset: the default."""
+    return re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", text)
+
+
 def parse_volume(spec: str | Mapping[str, Any]) -> Mount:
+    if isinstance(spec, str):
+        spec = interpolate(spec)
     if isinstance(spec, Mapping):
         return Mount(
             spec["source"], spec["target"], bool(spec.get("read_only")), spec["type"] == "bind"

@@ -280,6 +280,23 @@ def test_alertmanager_config_mounted(services: dict[str, Any]) -> None:
     path = next(c.split("=", 1)[1] for c in am["command"] if c.startswith("--config.file="))
     cfg = load_yaml(_host_path(mounts[path].source))
     assert "route" in cfg and "receivers" in cfg
+    # Secrets it reads from files (slack_api_url_file, ...) must be mounted where it looks.
+    files = list(_file_settings(cfg))
+    for setting, file_path in files:
+        assert file_path in mounts, f"alertmanager {setting}: {file_path} is not mounted"
+        assert _host_path(mounts[file_path].source).is_file()
+
+
+def _file_settings(node: Any, key: str = "") -> Any:
+    """(key, path) of every ``*_file`` setting anywhere in a parsed YAML tree."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _file_settings(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _file_settings(v, key)
+    elif key.endswith("_file") and isinstance(node, str):
+        yield key, node
 
 
 def test_grafana_provisioning_matches_the_mounts(services: dict[str, Any]) -> None:
