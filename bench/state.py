@@ -1,0 +1,123 @@
+"""Bytes of detector state per active account, measured in-process.
+
+Every one of ``--accounts`` accounts is active in each of ``--windows`` consecutive windows
+(``--per-window`` events each, the realistic field mix of :mod:`bench.gen`), fed straight into
+:class:`detectors.pipeline.Detection` (no Kafka, no JSON). Two numbers per size:
+
+- *open*: deep size of the ``Detection`` object graph while the last window is still open
+  (the per-window counters, the events they keep for attributes, plus everything below);
+- *persistent*: deep size once every window has closed: what the worker keeps per account
+  between windows (baselines, population and cluster state, template index).
+
+The deep size walks the object graph with :func:`gc.get_referents` and ``sys.getsizeof``
+(each object once; classes, functions and modules excluded), so it counts exactly the live
+objects, without allocator slack. The RSS growth of the process is printed beside it: it
+includes allocator slack and freed-but-kept arenas, so it is an upper bound.
+
+Run: ``python -m bench.state --accounts 100000`` (prints one JSON line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import types
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.gen import accounts, event_dicts
+from detectors.events import Event
+from detectors.pipeline import Detection
+
+__all__ = ["deep_size", "measure"]
+
+_SKIP = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
+         types.MethodType, types.CodeType)
+
+
+def deep_size(root: object) -> int:
+    """Bytes of every object reachable from ``root`` (each counted once)."""
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    getsizeof, referents = sys.getsizeof, gc.get_referents
+    while stack:
+        obj = stack.pop()
+        oid = id(obj)
+        if oid in seen or isinstance(obj, _SKIP):
+            continue
+        seen.add(oid)
+        total += getsizeof(obj)
+        stack.extend(referents(obj))
+    return total
+
+
+def rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(n_accounts: int, windows: int = 3, per_window: int = 2, window_s: float = 60.0,
+            chunk: int = 200_000, seed: int = 3) -> dict[str, Any]:
+    acc = accounts(n_accounts, seed=seed)
+    det = Detection(window_s=window_s, lateness_s=0.0)
+    gc.collect()
+    rss0 = rss()
+    base0 = deep_size(det)
+    t0 = 1_790_000_000.0 - 1_790_000_000.0 % window_s
+    rng = np.random.default_rng(seed)
+    n = n_accounts * per_window
+    open_size = 0
+    started = time.perf_counter()
+    fed = 0
+    for w in range(windows):
+        start = t0 + w * window_s
+        order = rng.permutation(np.tile(np.arange(n_accounts), per_window))
+        step = window_s / max(1, -(-n // chunk))
+        for i, lo in enumerate(range(0, n, chunk)):
+            part = order[lo : lo + chunk]
+            for d in event_dicts(acc, len(part), t0=start + i * step, span_s=step * 0.999,
+                                 seed=seed * 1000 + w * 100 + i, only=part,
+                                 id_prefix=f"w{w}c{i}-"):
+                det.add(Event(**d))
+            fed += len(part)
+        if w == windows - 1:
+            gc.collect()
+            open_size = deep_size(det) - base0
+            rss_open = rss() - rss0
+        det.advance(start + window_s)
+    elapsed = time.perf_counter() - started
+    gc.collect()
+    persistent = deep_size(det) - base0
+    return {
+        "accounts": n_accounts,
+        "windows": windows,
+        "events": fed,
+        "seconds": round(elapsed, 1),
+        "open_bytes_per_account": round(open_size / n_accounts),
+        "persistent_bytes_per_account": round(persistent / n_accounts),
+        "rss_open_bytes_per_account": round(rss_open / n_accounts),
+        "rss_bytes_per_account": round((rss() - rss0) / n_accounts),
+        "active_accounts": det.active_accounts,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--accounts", type=int, default=100_000)
+    p.add_argument("--windows", type=int, default=3)
+    p.add_argument("--per-window", type=int, default=2, help="events per account and window")
+    a = p.parse_args(argv)
+    print(orjson.dumps(measure(a.accounts, a.windows, a.per_window)).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
