@@ -84,15 +84,14 @@ def assemble(
     out = np.where(limited, 0, out)
     lat = np.where(status == 200, latency_ms(ctx.rng, inp, out), ctx.rng.uniform(20, 200, n))
 
-    def col(v: np.ndarray | int, dtype: type = np.int64) -> np.ndarray:
-        return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
-
-    return Batch(
-        ts=np.asarray(ts, dtype=float), acct=col(acct), model=col(model), inp=col(inp),
-        out=col(out), status=col(status), stop=col(stop), latency=col(lat), conv=col(conv),
-        turn=col(turn), sysfp=col(sysfp), pfp=col(pfp, np.uint64), net=col(net), ua=col(ua),
-        key=col(key),
-    )
+    cols = {"ts": ts, "acct": acct, "model": model, "inp": np.minimum(inp, 9_999_999),
+            "out": np.minimum(out, 9_999_999), "status": status, "stop": stop, "latency": lat,
+            "conv": conv, "turn": turn, "sysfp": sysfp, "pfp": pfp, "net": net, "ua": ua,
+            "key": key}
+    return Batch(**{
+        c: np.broadcast_to(np.asarray(v).astype(Batch.DTYPES[c], copy=False), (n,)).copy()
+        for c, v in cols.items()
+    })
 
 
 def _launch_hook(ctx: Context, tiers: np.ndarray, traps: list[LaunchDay]):  # type: ignore[no-untyped-def]

@@ -1,8 +1,8 @@
 """Vectorised text rendering: build many variable-length lines at once with numpy.
 
 Each segment of a line is a ``(bytes matrix, lengths)`` pair: row ``i`` contributes the first
-``lengths[i]`` bytes of ``matrix[i]``. Stacking the segments side by side and keeping only
-the used bytes (one boolean index, row-major) yields the lines back to back. A formatted
+``lengths[i]`` bytes of ``matrix[i]``, and the rest of the row is NUL. Stacking the segments
+side by side and dropping the NULs (row-major) yields the lines back to back. A formatted
 Python string per event costs ~6 us; this costs well under 1 us.
 
 >>> import numpy as np
@@ -71,12 +71,14 @@ def decimal(v: np.ndarray, width: int = 12, present: np.ndarray | None = None) -
     """Non-negative integers in decimal, no padding (at most ``width`` digits)."""
     v = np.asarray(v, dtype=np.int64)
     digits = np.maximum(np.searchsorted(_POW10[1:width], v, side="right") + 1, 1)
-    padded = _digits(v, width)
-    # Left-align: row i's digits start at column width - digits[i].
+    padded = np.concatenate([_digits(v, width), np.zeros((len(v), 1), np.uint8)], axis=1)
+    # Left-align: row i's digits start at column width - digits[i]; past its last digit the
+    # index lands on the zero column.
     shift = (width - digits)[:, None] + np.arange(width)[None, :]
-    mat = np.take_along_axis(padded, np.minimum(shift, width - 1), axis=1)
-    lens = digits if present is None else np.where(present, digits, 0)
-    return mat, lens
+    mat = np.take_along_axis(padded, np.minimum(shift, width), axis=1)
+    if present is None:
+        return mat, digits
+    return mat * present[:, None].astype(np.uint8), np.where(present, digits, 0)
 
 
 def fixed_decimal(v: np.ndarray, width: int) -> Segment:
@@ -90,24 +92,24 @@ def hex64(v: np.ndarray, width: int = 16, present: np.ndarray | None = None) -> 
     v = np.ascontiguousarray(np.asarray(v).astype(">u8"))
     by = v.view(np.uint8).reshape(len(v), 8)[:, 8 - width // 2 :]
     mat = _HEX2[by].reshape(len(v), width)
-    lens = np.full(len(v), width) if present is None else np.where(present, width, 0)
-    return mat, lens
+    if present is None:
+        return mat, np.full(len(v), width)
+    return mat * present[:, None].astype(np.uint8), np.where(present, width, 0)
 
 
 def when(seg: Segment, present: np.ndarray) -> Segment:
     """``seg`` only where ``present``; nothing elsewhere."""
-    return seg[0], np.where(present, seg[1], 0)
+    return seg[0] * present[:, None].astype(np.uint8), np.where(present, seg[1], 0)
 
 
 class Joiner:
     """:func:`join` with reused buffers: across chunks of the same shape, constant segments
-    and the masks of fixed-width segments are written once."""
+    are written once and no fresh memory is page-faulted."""
 
     def __init__(self) -> None:
         self._key: tuple[int, ...] | None = None
         self._out = np.empty((0, 0), dtype=np.uint8)
-        self._keep = np.empty((0, 0), dtype=bool)
-        self._full: list[bool] = []
+        self._keep = np.empty(0, dtype=bool)
         self._bytes = np.empty(0, dtype=np.uint8)
 
     def __call__(self, segments: list[Segment]) -> memoryview:
@@ -119,29 +121,21 @@ class Joiner:
         if fresh:
             self._key = key
             self._out = np.empty((n, sum(widths)), dtype=np.uint8)
-            self._keep = np.empty((n, sum(widths)), dtype=bool)
-            self._full = [False] * len(segments)
-        out, keep = self._out, self._keep
+            self._keep = np.empty(n * sum(widths), dtype=bool)
+            self._bytes = np.empty(n * sum(widths), dtype=np.uint8)
+        out = self._out
         col = 0
-        for i, ((mat, lens), w) in enumerate(zip(segments, widths, strict=True)):
-            full = bool((lens == w).all())
-            constant = full and mat.strides[0] == 0
-            if fresh or not constant:
+        for mat, _ in segments:
+            w = mat.shape[1]
+            if fresh or mat.strides[0] != 0:
                 out[:, col : col + w] = mat
-            if full:
-                if not self._full[i]:
-                    keep[:, col : col + w] = True
-            else:
-                np.less(np.arange(w)[None, :], lens[:, None], out=keep[:, col : col + w])
-            self._full[i] = full
             col += w
-        # np.compress is several times faster than boolean indexing for this shape, and
-        # writing into a reused buffer avoids page-faulting fresh memory every chunk.
-        flat = keep.ravel()
-        count = int(np.count_nonzero(flat))
-        if len(self._bytes) < count:
-            self._bytes = np.empty(out.size, dtype=np.uint8)
-        np.compress(flat, out.ravel(), out=self._bytes[:count])
+        # Unused bytes are NUL (segments pad with zeros, JSON text never contains one): keep
+        # the rest. np.compress is several times faster than boolean indexing here.
+        flat = out.ravel()
+        keep = np.not_equal(flat, 0, out=self._keep)
+        count = int(np.count_nonzero(keep))
+        np.compress(keep, flat, out=self._bytes[:count])
         return memoryview(self._bytes[:count])
 
 

@@ -61,6 +61,11 @@ class Batch:
 
     COLUMNS = ("ts", "acct", "model", "inp", "out", "status", "stop", "latency", "conv",
                "turn", "sysfp", "pfp", "net", "ua", "key")
+    # Narrow types: sorting and gathering millions of rows is memory-bound.
+    DTYPES = {"ts": np.float64, "acct": np.int32, "model": np.int16, "inp": np.int32,
+              "out": np.int32, "status": np.int16, "stop": np.int8, "latency": np.int32,
+              "conv": np.int32, "turn": np.int16, "sysfp": np.int32, "pfp": np.uint64,
+              "net": np.int32, "ua": np.int32, "key": np.int8}
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -68,7 +73,7 @@ class Batch:
     @classmethod
     def concat(cls, batches: list[Batch]) -> Batch:
         if not batches:
-            return cls(**{c: np.zeros(0) for c in cls.COLUMNS})
+            return cls(**{c: np.zeros(0, dtype=cls.DTYPES[c]) for c in cls.COLUMNS})
         return cls(**{c: np.concatenate([getattr(b, c) for b in batches]) for c in cls.COLUMNS})
 
     def slice(self, lo: int, hi: int) -> Batch:
