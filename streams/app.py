@@ -15,6 +15,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from streams.config import Config
+from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
 from streams.ingest import IngestService
 from streams.metrics import Metrics
@@ -94,6 +95,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
                     done = svc.last_offsets.get(p, -1) + 1
                     metrics.consumer_lag.labels(str(p)).set(max(0, high - done))
 
+    install_delivery(app, cfg, registry)
     app.distillwatch_registry = registry  # type: ignore[attr-defined]
     app.distillwatch_metrics = metrics  # type: ignore[attr-defined]
     return app
