@@ -66,7 +66,7 @@ def produce(
     sent = 0
     try:
         for block in event_lines(sim):
-            lines = bytes(block).split(b"\n")[:-1]
+            lines = block.split(b"\n")[:-1]
             for line in lines:
                 if speed is not None:
                     due = wall0 + (ts[sent] - t_first) / speed

