@@ -54,8 +54,11 @@ _P: Final = 2 * RATE_SIZE
     _DAY_OUT,
     _LAST_FLAG,
     _STREAK,
-) = range(_P, _P + 16)
-STATE_SIZE: Final = _P + 16
+    _HARVEST_H,
+    _HARVEST_BASE,
+    _SINGLE_SLOW,
+) = range(_P, _P + 19)
+STATE_SIZE: Final = _P + 19
 
 _SIGNALS: Final = ("requests", "output_tokens")
 _HOUR: Final = 3600.0
@@ -147,6 +150,18 @@ class AccountBaseline:
             ),
         }
 
+    def log_scores(self, log_requests: float, log_output: float) -> tuple[float, float]:
+        """Robust z of log1p(requests) and log1p(output tokens): the fast path of
+        :meth:`signal_scores` for the pipeline."""
+        s = self._s
+        return rate_z(s, self._p, log_requests, _REQ), rate_z(s, self._po, log_output, _OUT)
+
+    def learn_log(self, log_requests: float, log_output: float) -> None:
+        """:meth:`learn_one` on values already on the log1p scale."""
+        s = self._s
+        rate_learn(s, self._p, log_requests, _REQ)
+        rate_learn(s, self._po, log_output, _OUT)
+
     def score_one(self, x: dict[str, Any]) -> float:
         return max(self.signal_scores(x).values())
 
@@ -175,39 +190,55 @@ class AccountBaseline:
         single_turn: float,
         max_tokens: float,
         created_ts: float | None,
+        harvest_like: int = 0,
     ) -> None:
         """Fold one closed window into the long-run profile (timing, shares, totals)."""
         s = self._s
+        if harvest_like or s[_HARVEST_H]:
+            prev_ts = s[_LAST_TS]
+            h = s[_HARVEST_H]
+            if h and last_ts > prev_ts:
+                h *= math.exp(-(last_ts - prev_ts) / _HOUR)
+            # Slow memory of the account's usual harvest-like hour (~a day of active windows).
+            s[_HARVEST_BASE] += 0.005 * (h - s[_HARVEST_BASE])
+            s[_HARVEST_H] = h + harvest_like
         n = s[_WINDOWS] + 1.0
         s[_WINDOWS] = n
-        if math.isnan(s[_FIRST_SEEN]):
-            s[_FIRST_SEEN] = first_ts
-        if created_ts is not None:
-            s[_CREATED] = created_ts
         prev = s[_LAST_TS]
-        if not math.isnan(prev) and first_ts - prev >= 1.0:
-            # Gaps between windows on a log scale: a script that fires every hour has a
-            # tiny spread, a human's sessions a spread of about 1 or more.
-            g = math.log(first_ts - prev)
-            k = s[_GAP_N] + 1.0
-            s[_GAP_N] = k
-            a = max(0.1, 1.0 / k)
-            d = g - s[_GAP_MEAN]
-            s[_GAP_MEAN] += a * d
-            s[_GAP_VAR] = (1 - a) * (s[_GAP_VAR] + a * d * d)
-        # Leaky buckets: requests over about an hour, output tokens over about a day.
-        if not math.isnan(prev):
-            dt = max(0.0, last_ts - prev)
-            s[_HOUR_REQ] *= math.exp(-dt / _HOUR)
-            s[_DAY_OUT] *= math.exp(-dt / _DAY)
-        s[_HOUR_REQ] += requests
-        s[_DAY_OUT] += output_tokens
-        if last_ts > prev or math.isnan(prev):
+        if n == 1.0:
+            s[_FIRST_SEEN] = first_ts
+            if created_ts is not None:
+                s[_CREATED] = created_ts
+            s[_HOUR_REQ] = requests
+            s[_DAY_OUT] = output_tokens
             s[_LAST_TS] = last_ts
-        a = max(0.05, 1.0 / n)
+        else:
+            gap = first_ts - prev
+            if gap >= 1.0:
+                # Gaps between windows on a log scale: a script that fires every hour has a
+                # tiny spread, a human's sessions a spread of about 1 or more.
+                g = math.log(gap)
+                k = s[_GAP_N] + 1.0
+                s[_GAP_N] = k
+                a = 1.0 / k if k < 10.0 else 0.1
+                d = g - s[_GAP_MEAN]
+                s[_GAP_MEAN] += a * d
+                s[_GAP_VAR] = (1 - a) * (s[_GAP_VAR] + a * d * d)
+            # Leaky buckets: requests over about an hour, output tokens over about a day.
+            dt = last_ts - prev
+            if dt > 0.0:
+                s[_HOUR_REQ] = s[_HOUR_REQ] * math.exp(-dt / _HOUR) + requests
+                s[_DAY_OUT] = s[_DAY_OUT] * math.exp(-dt / _DAY) + output_tokens
+                s[_LAST_TS] = last_ts
+            else:
+                s[_HOUR_REQ] += requests
+                s[_DAY_OUT] += output_tokens
+        a = 1.0 / n if n < 20.0 else 0.05
         s[_SINGLE] += a * (single_turn - s[_SINGLE])
+        # The same share with a memory of ~200 active windows: what the customer used to be.
+        s[_SINGLE_SLOW] += (a if n < 200.0 else 0.005) * (single_turn - s[_SINGLE_SLOW])
         s[_MAXTOK] += a * (max_tokens - s[_MAXTOK])
-        if requests:
+        if requests and output_tokens:
             s[_LOG_OUT] += a * (math.log1p(output_tokens / requests) - s[_LOG_OUT])
         s[_TOTAL_REQ] += requests
         s[_TOTAL_OUT] += output_tokens
@@ -228,8 +259,24 @@ class AccountBaseline:
         return math.sqrt(max(s[_GAP_VAR], 0.0)) if s[_GAP_N] >= 3 else math.nan
 
     @property
+    def last_ts(self) -> float:
+        """Newest event time seen (NaN before the first window)."""
+        return self._s[_LAST_TS]
+
+    @property
     def hourly_requests(self) -> float:
         return self._s[_HOUR_REQ]
+
+    def harvest_shift(self) -> tuple[float, float, float]:
+        """(harvest-like requests over the last hour, the account's usual amount, Poisson z):
+        an established account that starts producing long single-turn answers."""
+        h, b = self._s[_HARVEST_H], self._s[_HARVEST_BASE]
+        return h, b, (h - b) / math.sqrt(b + 1.0)
+
+    @property
+    def usual_single_turn_share(self) -> float:
+        """Single-turn share with a long memory (~200 active windows)."""
+        return self._s[_SINGLE_SLOW]
 
     @property
     def daily_output_tokens(self) -> float:
@@ -301,10 +348,8 @@ class AccountBaseline:
 
 def rate_learn_at(s: array[float], p: RateParams, off: int, x: float) -> None:
     """:func:`~detectors.rate.rate_learn` on the series stored at ``s[off:off+RATE_SIZE]``."""
-    view = s[off : off + RATE_SIZE]
-    rate_learn(view, p, x)
-    s[off : off + RATE_SIZE] = view
+    rate_learn(s, p, x, off)
 
 
 def rate_z_at(s: array[float], p: RateParams, off: int, x: float) -> float:
-    return rate_z(s[off : off + RATE_SIZE], p, x)
+    return rate_z(s, p, x, off)

@@ -1,6 +1,6 @@
 """Cluster keys: the attributes that can join the accounts of one operator.
 
-A key is a ``(kind, value)`` tuple. Kinds: ``ip24`` (IPv4 /24, or IPv6 /48), ``asn``,
+A key is a ``(kind, value, ...)`` tuple. Kinds: ``ip24`` (IPv4 /24, or IPv6 /48), ``asn``,
 ``ua`` (user agent), ``pay`` (payment fingerprint), ``org``, ``sys`` (system-prompt
 fingerprint), ``cohort`` (signup day x ASN) and ``tpl`` (discovered prompt template, see
 :mod:`detectors.templates`). Tuples hash their interned strings once, so computing the keys
@@ -12,21 +12,21 @@ Examples
 >>> ev = Event("a", 90000.0, "m", 1, 1, ip="203.0.113.7", asn=64500, user_agent="ua/1",
 ...            payment_fingerprint="pf1", account_created_ts=86500.0)
 >>> cluster_keys(ev)
-[('ip24', '203.0.113'), ('asn', '64500'), ('ua', 'ua/1'), ('pay', 'pf1'), ('cohort', '1:64500')]
->>> key_label(("ip24", "203.0.113"))
-'ip24:203.0.113'
+[('ip24', '203.0.113'), ('asn', 64500), ('ua', 'ua/1'), ('pay', 'pf1'), ('cohort', 1, 64500)]
+>>> key_label(("cohort", 1, 64500))
+'cohort:1:64500'
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Final
+from typing import Any, Final
 
 from detectors.events import Event
 
 __all__ = ["KIND_NAMES", "STRONG_KINDS", "Key", "cluster_keys", "key_label", "net_prefix"]
 
-Key = tuple[str, str]
+Key = tuple[Any, ...]
 
 #: Human names of key kinds, for evidence and docs.
 KIND_NAMES: Final = {
@@ -61,10 +61,17 @@ def net_prefix(ip: str) -> str | None:
 def cluster_keys(ev: Event) -> list[Key]:
     """Keys of the account behind ``ev`` (its newest event in a window)."""
     out: list[Key] = []
-    if ev.ip is not None and (p := net_prefix(ev.ip)) is not None:
-        out.append(("ip24", p))
-    if ev.asn is not None:
-        out.append(("asn", str(ev.asn)))
+    ip = ev.ip
+    if ip is not None:
+        if ":" not in ip:
+            head, sep, _ = ip.rpartition(".")
+            if sep:
+                out.append(("ip24", head))
+        elif (p := net_prefix(ip)) is not None:
+            out.append(("ip24", p))
+    asn = ev.asn
+    if asn is not None:
+        out.append(("asn", asn))
     if ev.user_agent is not None:
         out.append(("ua", ev.user_agent))
     if ev.payment_fingerprint is not None:
@@ -74,10 +81,9 @@ def cluster_keys(ev: Event) -> list[Key]:
     if ev.system_prompt_fingerprint is not None:
         out.append(("sys", ev.system_prompt_fingerprint))
     if ev.account_created_ts is not None:
-        day = int(ev.account_created_ts // 86400)
-        out.append(("cohort", f"{day}:{ev.asn if ev.asn is not None else '-'}"))
+        out.append(("cohort", int(ev.account_created_ts // 86400), asn))
     return out
 
 
 def key_label(key: Key) -> str:
-    return f"{key[0]}:{key[1]}"
+    return ":".join("-" if v is None else str(v) for v in key)

@@ -60,6 +60,20 @@ class Detection:
     account_persist
         Consecutive anomalous windows before an account finding: benign users burst for a
         minute, abuse keeps going.
+    extraction_min_hourly, extraction_population_z
+        ``account_extraction`` fires for a young, extraction-like account whose requests
+        over the last hour are at least ``extraction_min_hourly`` and this many robust
+        standard deviations above its tier (catches accounts that harvest at full speed from
+        their first minute, which have no history to depart from).
+    shift_min_hourly, shift_z, shift_min_windows
+        ``account_profile_shift`` fires when an established account (more than
+        ``shift_min_windows`` active windows, not young) produces at least
+        ``shift_min_hourly`` harvest-like requests (single-turn answers cut at max_tokens or
+        longer than 1,500 tokens) in an hour, ``shift_z`` Poisson z above its own usual
+        hour: extraction blended into a real customer's traffic.
+    account_hold_s
+        An account finding is re-emitted for this long (event time) after it last fired:
+        one alert per episode of a low-rate account.
     young_days
         Accounts younger than this count as young (cluster evidence, severity).
     suspicious
@@ -84,6 +98,12 @@ class Detection:
         account_threshold: float = 6.0,
         account_critical_z: float = 12.0,
         account_persist: int = 2,
+        extraction_min_hourly: float = 20.0,
+        extraction_population_z: float = 3.0,
+        shift_min_hourly: float = 20.0,
+        shift_z: float = 6.0,
+        shift_min_windows: int = 30,
+        account_hold_s: float = 3600.0,
         young_days: float = 30.0,
         suspicious: float = 0.5,
         cluster_windows: int = 10,
@@ -104,6 +124,12 @@ class Detection:
         self.account_threshold = account_threshold
         self.account_critical_z = account_critical_z
         self.account_persist = account_persist
+        self.extraction_min_hourly = extraction_min_hourly
+        self.extraction_population_z = extraction_population_z
+        self.shift_min_hourly = shift_min_hourly
+        self.shift_z = shift_z
+        self.shift_min_windows = shift_min_windows
+        self.account_hold_s = account_hold_s
         self.young_days = young_days
         self.suspicious = suspicious
         self.population_min_accounts = population_min_accounts
@@ -125,6 +151,10 @@ class Detection:
             max_members=max_members,
         )
         self.windows_closed = 0
+        self._lifts: dict[str, float] = {}
+        self._priors: dict[str, Any] = {}
+        self._held: dict[tuple[str, str], tuple[Finding, float]] = {}
+        self._sample = 0
 
     @property
     def active_accounts(self) -> int:
@@ -176,77 +206,120 @@ class Detection:
         return pop
 
     def _baseline(self, account_id: str, tier: str) -> AccountBaseline:
-        base = self._baselines.get(account_id)
-        if base is None:
+        prior = self._priors.get(tier, False)
+        if prior is False:
+            # One cohort prior per tier and window: the population's quantiles move slowly.
             pop = self._population(tier)
-            prior = None
             req, out = pop.prior("log_requests"), pop.prior("log_output_tokens")
+            prior = None
             if req is not None and out is not None:
                 prior = {"requests": req, "output_tokens": out}
-            base = self._baselines[account_id] = AccountBaseline(
-                grace_period=self.account_grace, threshold=self.account_threshold, prior=prior
-            )
+            self._priors[tier] = prior
+        base = self._baselines[account_id] = AccountBaseline(
+            grace_period=self.account_grace, threshold=self.account_threshold, prior=prior
+        )
         return base
-
-    def _lifts(
-        self, rows: list[tuple[str, AccountWindow, AccountBaseline, str]]
-    ) -> dict[str, float]:
-        """Per tier: the median log-rise of its active accounts over their baselines."""
-        rises: dict[str, list[float]] = {}
-        for _, acc, base, tier in rows:
-            if base.seen() >= self.account_grace:
-                rises.setdefault(tier, []).append(
-                    math.log1p(acc.requests) - base.expected_log("requests")
-                )
-        lifts = {}
-        for tier, xs in rises.items():
-            if len(xs) >= self.population_min_accounts:
-                xs.sort()
-                lifts[tier] = max(0.0, xs[len(xs) // 2])
-        return lifts
 
     def _detect(self, closed: ClosedWindow) -> list[Finding]:
         out: list[Finding] = []
-        rows = []
-        for account_id, acc in closed.accounts.items():
-            ev = acc.last_event
-            tier = (ev.tier if ev is not None else None) or "-"
-            rows.append((account_id, acc, self._baseline(account_id, tier), tier))
-        lifts = self._lifts(rows) if len(rows) >= self.population_min_accounts else {}
         clusters = self.clusters
         templates = self.templates
+        baselines = self._baselines
         end = closed.end
         young_cut = self.young_days
-        for account_id, acc, base, tier in rows:
+        suspicious = self.suspicious
+        threshold = self.account_threshold
+        persist = self.account_persist
+        grace = self.account_grace
+        lifts = self._lifts
+        rises: dict[str, list[float]] = {}
+        log1p = math.log1p
+        self._sample += 1
+        self._priors = {}
+        learn_population = self._sample % 4 == 0
+        for account_id, acc in closed.accounts.items():
             ev = acc.last_event
             assert ev is not None
-            x = {"requests": float(acc.requests), "output_tokens": float(acc.output_tokens)}
-            lift = lifts.get(tier, 0.0)
-            scores = base.signal_scores(x, lift)
-            score = max(scores.values())
+            tier = ev.tier or "-"
+            base = baselines.get(account_id)
+            if base is None:
+                base = self._baseline(account_id, tier)
             n = acc.requests
+            out_tok = acc.output_tokens
+            lreq = log1p(n)
+            lout = log1p(out_tok)
+            lift = lifts.get(tier, 0.0)
+            if base.seen() >= grace:
+                # The tier's lift (median rise of its accounts) is measured on this window
+                # and applied from the next one.
+                rise = rises.get(tier)
+                if rise is None:
+                    rise = rises[tier] = []
+                rise.append(lreq - base.expected_log("requests"))
+            z_req, z_out = base.log_scores(lreq - lift, lout - lift)
+            # Each account teaches its tier its hourly rate once per clock hour, so the
+            # population is one vote per account, not one per busy window.
+            new_hour = base.last_ts // 3600.0 != acc.first_ts // 3600.0
+            score = z_req if z_req > z_out else z_out
             base.observe(
                 acc.first_ts,
                 acc.last_ts,
                 n,
-                acc.output_tokens,
+                out_tok,
                 1.0 - acc.multi_turn / n,
                 acc.max_tokens_stops / n,
                 ev.account_created_ts,
+                acc.harvest_like,
             )
             extraction = base.extraction_likeness(end, young_cut)
             age = base.age_days(end)
             young = age == age and age < young_cut
-            streak = base.streak(score >= self.account_threshold)
-            if streak >= self.account_persist:
-                out.append(self._account_finding(account_id, acc, base, closed, scores, lift,
-                                                 extraction, young))
-            base.learn_one(x)
-            pop = self._population(tier)
-            pop.learn("log_requests", math.log1p(n))
-            pop.learn("log_output_tokens", math.log1p(acc.output_tokens))
+            if base.streak(score >= threshold) >= persist:
+                out.append(
+                    self._account_finding(
+                        account_id,
+                        acc,
+                        base,
+                        closed,
+                        {"requests": z_req, "output_tokens": z_out},
+                        lift,
+                        extraction,
+                        young,
+                    )
+                )
+            base.learn_log(lreq, lout)
+            hourly = base.hourly_requests
+            if young and extraction >= 0.7 and hourly >= self.extraction_min_hourly:
+                pop_z = self._population(tier).robust_z("log_hourly_requests", log1p(hourly))
+                # Hysteresis: a flagged account stays flagged at half the bar for an hour, so
+                # one harvest is one alert, not one per wobble around the threshold.
+                bar = self.extraction_population_z
+                if end - base.last_flag < 3600.0:
+                    bar *= 0.5
+                if pop_z >= bar:
+                    base.last_flag = end
+                    out.append(self._extraction_finding(
+                        account_id, acc, base, closed, pop_z, hourly, extraction
+                    ))
+            if (
+                acc.harvest_like
+                and not young
+                and base.windows > self.shift_min_windows
+                and base.usual_single_turn_share < 0.6
+            ):
+                h, hb, hz = base.harvest_shift()
+                if h >= self.shift_min_hourly and hz >= self.shift_z:
+                    out.append(self._shift_finding(account_id, acc, base, closed, h, hb, hz))
+            if new_hour:
+                self._population(tier).learn("log_hourly_requests", log1p(hourly))
+            if learn_population:
+                pop = self._population(tier)
+                pop.learn("log_requests", lreq)
+                pop.learn("log_output_tokens", lout)
+
             keys = cluster_keys(ev)
-            if extraction >= self.suspicious and acc.fps:
+            is_susp = extraction >= suspicious
+            if is_susp and acc.fps:
                 # Template discovery only for suspicious accounts: the index stays small.
                 seen_groups = set()
                 for fp in acc.fps[:4]:
@@ -267,15 +340,21 @@ class Detection:
                 young=young,
                 regular=spread == spread and spread < 0.3,
                 requests=n,
-                output_tokens=acc.output_tokens,
+                output_tokens=out_tok,
                 org=ev.org_id,
-                models=acc.models if extraction >= self.suspicious else None,
+                models=acc.models if is_susp else None,
                 ts=closed.start,
             )
+        new_lifts = {}
+        for tier, xs in rises.items():
+            if len(xs) >= self.population_min_accounts:
+                xs.sort()
+                new_lifts[tier] = max(0.0, xs[len(xs) // 2])
+        self._lifts = new_lifts
         # Template groups founded in this window count their founders right away.
         for account_id, gid in templates.promote(end).items():
             acc = closed.accounts.get(account_id)
-            base = self._baselines[account_id]
+            base = baselines[account_id]
             age = base.age_days(end)
             spread = base.timing_spread
             clusters.observe(
@@ -292,8 +371,39 @@ class Detection:
             )
         if closed.end % (self.window_s * self.clusters.cluster_windows) == 0:
             templates.end_window()
+        self._hold(out, closed)
         out.extend(clusters.end_window(closed.start, closed.end))
         return out
+
+    def _hold(self, out: list[Finding], closed: ClosedWindow) -> None:
+        """Keep an account finding alive for ``account_hold_s`` after it last fired, so a
+        low-rate account (quiet windows between its requests) is one alert, not a flapping
+        series. Re-emitted findings carry the original evidence and the new window."""
+        held = self._held
+        fired = set()
+        for f in out:
+            key = (f.entity_id, f.detector)
+            fired.add(key)
+            held[key] = (f, closed.end + self.account_hold_s)
+        for key, (f, until) in list(held.items()):
+            if key in fired:
+                continue
+            if closed.end > until:
+                del held[key]
+                continue
+            out.append(
+                Finding(
+                    f.entity_type,
+                    f.entity_id,
+                    f.detector,
+                    closed.start,
+                    closed.end,
+                    f.score,
+                    f.threshold,
+                    f.severity,
+                    {**f.evidence, "held_from_window_end": f.window_end},
+                )
+            )
 
     def _account_finding(
         self,
@@ -307,7 +417,15 @@ class Detection:
         young: bool,
     ) -> Finding:
         score = max(scores.values())
-        critical = score >= self.account_critical_z and young and extraction >= self.suspicious
+        # A rate departure alone is common in benign traffic (apps burst); it pages only when
+        # the account is young or extraction-like, or the departure is extreme.
+        suspect = young or extraction >= self.suspicious
+        if score >= self.account_critical_z and young and extraction >= self.suspicious:
+            severity = "critical"
+        elif suspect or score >= self.account_critical_z:
+            severity = "warning"
+        else:
+            severity = "info"
         feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
         signals = [{"signal": k, "score": round(v, 3)} for k, v in scores.items()]
         signals.append({"signal": "extraction_likeness", "score": round(extraction, 3)})
@@ -319,7 +437,7 @@ class Detection:
             window_end=closed.end,
             score=round(score, 3),
             threshold=self.account_threshold,
-            severity="critical" if critical else "warning",
+            severity=severity,
             evidence={
                 "features": feats,
                 "baseline": base.baseline(),
@@ -331,6 +449,93 @@ class Detection:
                 "score": round(score, 3),
                 "threshold": self.account_threshold,
                 "signals": sorted(signals, key=lambda s: -s["score"]),
+            },
+        )
+
+
+    def _extraction_finding(
+        self,
+        account_id: str,
+        acc: AccountWindow,
+        base: AccountBaseline,
+        closed: ClosedWindow,
+        pop_z: float,
+        hourly: float,
+        extraction: float,
+    ) -> Finding:
+        thr = self.extraction_population_z
+        critical = pop_z >= 2 * thr and hourly >= 5 * self.extraction_min_hourly
+        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        feats["hourly_requests"] = round(hourly, 2)
+        feats["daily_output_tokens"] = round(base.daily_output_tokens, 1)
+        pop = self._population((acc.last_event.tier if acc.last_event else None) or "-")
+        med = pop.quantile("log_hourly_requests", 0.5)
+        return Finding(
+            entity_type="account",
+            entity_id=account_id,
+            detector="account_extraction",
+            window_start=closed.start,
+            window_end=closed.end,
+            score=round(pop_z, 3),
+            threshold=thr,
+            severity="critical" if critical else "warning",
+            evidence={
+                "features": feats,
+                "baseline": {
+                    "tier_median_hourly_requests": None if med != med else round(math.expm1(med), 2)
+                },
+                "profile": {
+                    k: (None if v != v else round(v, 3))
+                    for k, v in base.profile(closed.end).items()
+                },
+                "score": round(pop_z, 3),
+                "threshold": thr,
+                "signals": sorted(
+                    [
+                        {"signal": "hourly_requests_vs_tier", "score": round(pop_z, 3)},
+                        {"signal": "extraction_likeness", "score": round(extraction, 3)},
+                    ],
+                    key=lambda s: -s["score"],
+                ),
+            },
+        )
+
+
+    def _shift_finding(
+        self,
+        account_id: str,
+        acc: AccountWindow,
+        base: AccountBaseline,
+        closed: ClosedWindow,
+        hourly: float,
+        usual: float,
+        z: float,
+    ) -> Finding:
+        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        feats["harvest_like_last_hour"] = round(hourly, 2)
+        return Finding(
+            entity_type="account",
+            entity_id=account_id,
+            detector="account_profile_shift",
+            window_start=closed.start,
+            window_end=closed.end,
+            score=round(z, 3),
+            threshold=self.shift_z,
+            severity="warning",
+            evidence={
+                "features": feats,
+                "baseline": {"usual_harvest_like_per_hour": round(usual, 3)},
+                "profile": {
+                    k: (None if v != v else round(v, 3))
+                    for k, v in base.profile(closed.end).items()
+                },
+                "score": round(z, 3),
+                "threshold": self.shift_z,
+                "signals": [
+                    {"signal": "harvest_like_requests_per_hour", "score": round(z, 3)},
+                    {"signal": "max_tokens_share_window",
+                     "score": round(acc.max_tokens_stops / max(acc.requests, 1), 3)},
+                ],
             },
         )
 

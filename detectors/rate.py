@@ -90,34 +90,42 @@ class RateParams:
             raise ValueError(f"min_std, rel_std must be >= 0, got {self.min_std}, {self.rel_std}")
 
 
-def _floor(s: MutableSequence[float], p: RateParams, level: float) -> float:
+def _floor(p: RateParams, level: float, quantum: float) -> float:
     # The smallest believable standard deviation: an absolute floor, a share of the level,
     # and the series' typical non-zero step (its quantum: counts move by whole units).
-    return max(p.min_std, p.rel_std * abs(level), s[_QUANTUM], 1e-9 * max(1.0, abs(level)))
+    lv = abs(level)
+    f = p.min_std
+    if p.rel_std * lv > f:
+        f = p.rel_std * lv
+    if quantum > f:
+        f = quantum
+    tiny = 1e-9 * lv if lv > 1.0 else 1e-9
+    return f if f > tiny else tiny
 
 
-def _std(s: MutableSequence[float], p: RateParams) -> float:
-    return max(_MAD_TO_STD * s[_SCALE], _floor(s, p, s[_LEVEL]))
+def rate_z(s: MutableSequence[float], p: RateParams, x: float, off: int = 0) -> float:
+    """Signed robust z of ``x`` (the larger of the fast and the down-weighted slow view);
+    0 before ``grace_period`` values. One-sided params give 0 below the level.
 
-
-def _tail_factor(s: MutableSequence[float]) -> float:
+    ``off`` is where the series' :data:`STATE_SIZE` floats start in ``s``."""
+    if s[off + _N] < p.grace_period:
+        return 0.0
+    level = s[off + _LEVEL]
+    slow = s[off + _SLOW]
+    if not p.two_sided and x <= level and x <= slow:
+        return 0.0
+    quantum = s[off + _QUANTUM]
     # Heavy-tailed noise makes big |z| common; scale z down by how much heavier the series'
     # own 99th percentile of |z| is than Gaussian noise's.
-    return max(1.0, s[_TAIL] / _GAUSS_Q99)
-
-
-def _slow_std(s: MutableSequence[float], p: RateParams) -> float:
-    return max(_MAD_TO_STD * s[_SLOW_SCALE], _floor(s, p, s[_SLOW]))
-
-
-def rate_z(s: MutableSequence[float], p: RateParams, x: float) -> float:
-    """Signed robust z of ``x`` (the larger of the fast and the down-weighted slow view);
-    0 before ``grace_period`` values. One-sided params give 0 below the level."""
-    if s[_N] < p.grace_period:
-        return 0.0
-    tail = _tail_factor(s)
-    zf = (x - s[_LEVEL]) / (_std(s, p) * tail)
-    zs = p.slow_weight * (x - s[_SLOW]) / (_slow_std(s, p) * tail)
+    tail = s[off + _TAIL] / _GAUSS_Q99
+    if tail < 1.0:
+        tail = 1.0
+    std = _MAD_TO_STD * s[off + _SCALE]
+    fl = _floor(p, level, quantum)
+    zf = (x - level) / ((std if std > fl else fl) * tail)
+    std = _MAD_TO_STD * s[off + _SLOW_SCALE]
+    fl = _floor(p, slow, quantum)
+    zs = p.slow_weight * (x - slow) / ((std if std > fl else fl) * tail)
     # Both views must agree on the side: a value above the fast level but below the usual
     # range is a recovery, not an anomaly.
     if zf > 0 and zs > 0:
@@ -141,75 +149,95 @@ def z_to_score(z: float, half_z: float) -> float:
     return r / (1.0 + r)
 
 
-def rate_score(s: MutableSequence[float], p: RateParams, x: float) -> float:
+def rate_score(s: MutableSequence[float], p: RateParams, x: float, off: int = 0) -> float:
     """Anomaly score in ``[0, 1)`` of ``x`` against the state ``s`` (read-only)."""
-    return z_to_score(rate_z(s, p, x), p.half_z)
+    return z_to_score(rate_z(s, p, x, off), p.half_z)
 
 
-def rate_learn(s: MutableSequence[float], p: RateParams, x: float) -> None:
-    """Fold ``x`` into the state ``s`` (in place)."""
-    n = s[_N] + 1.0
-    s[_N] = n
+def rate_learn(s: MutableSequence[float], p: RateParams, x: float, off: int = 0) -> None:
+    """Fold ``x`` into the state ``s[off:off + STATE_SIZE]`` (in place)."""
+    n = s[off + _N] + 1.0
+    s[off + _N] = n
     if n == 1.0:
-        s[_LEVEL] = s[_SLOW] = s[_PREV] = x
+        s[off + _LEVEL] = s[off + _SLOW] = s[off + _PREV] = x
         return
-    step = abs(x - s[_PREV])
-    s[_PREV] = x
-    a = max(p.alpha, 1.0 / n)
-    a_slow = max(p.slow_alpha, 1.0 / n)
-    r = x - s[_LEVEL]
+    step = abs(x - s[off + _PREV])
+    s[off + _PREV] = x
+    inv = 1.0 / n
+    a = p.alpha if p.alpha > inv else inv
+    level = s[off + _LEVEL]
+    scale = s[off + _SCALE]
+    quantum = s[off + _QUANTUM]
+    r = x - level
     warm = n > 5
-    std = _std(s, p)
-    limit = p.clip_z * std * _tail_factor(s)
+    std = _MAD_TO_STD * scale
+    fl = _floor(p, level, quantum)
+    if fl > std:
+        std = fl
+    tail = s[off + _TAIL]
+    limit = p.clip_z * std * (tail / _GAUSS_Q99 if tail > _GAUSS_Q99 else 1.0)
+    run = s[off + _RUN_N]
     if warm:
         # Stochastic-gradient estimate of the 99th percentile of |z|.
-        q = s[_TAIL] or _GAUSS_Q99
-        s[_TAIL] = q + (0.05 * 0.99 if abs(r) > q * std else -0.05 * 0.01)
-    run = s[_RUN_N]
-    if warm and abs(r) > limit:
-        sign = 1.0 if r > 0 else -1.0
-        if run * sign > 0:
-            s[_RUN_N] = run + sign
-            s[_RUN_SUM] += x
-        else:
-            _release_run(s, p, a, limit)
-            s[_RUN_N] = sign
-            s[_RUN_SUM] = x
-        if abs(s[_RUN_N]) >= p.shift_run:
-            # A sustained shift: jump both levels to the new regime instead of crawling.
-            new = s[_RUN_SUM] / abs(s[_RUN_N])
-            s[_LEVEL] = s[_SLOW] = new
-            s[_RUN_N] = s[_RUN_SUM] = 0.0
-        # Outliers are held (not learned) until we know whether they start a shift.
-        return
+        q = tail or _GAUSS_Q99
+        s[off + _TAIL] = q + (0.0495 if abs(r) > q * std else -0.0005)
+        if abs(r) > limit:
+            sign = 1.0 if r > 0 else -1.0
+            if run * sign > 0:
+                run += sign
+                s[off + _RUN_SUM] += x
+            else:
+                if run:
+                    _release_run(s, p, a, limit, off)
+                run = sign
+                s[off + _RUN_SUM] = x
+            if abs(run) >= p.shift_run:
+                # A sustained shift: jump both levels to the new regime instead of crawling.
+                s[off + _LEVEL] = s[off + _SLOW] = s[off + _RUN_SUM] / abs(run)
+                s[off + _RUN_N] = s[off + _RUN_SUM] = 0.0
+            else:
+                s[off + _RUN_N] = run
+            # Outliers are held (not learned) until we know whether they start a shift.
+            return
     if run:
-        _release_run(s, p, a, limit)
+        _release_run(s, p, a, limit, off)
+        level = s[off + _LEVEL]
+        scale = s[off + _SCALE]
+        r = x - level
     if step > 0.0:
         # Track the typical step from below (only ordinary values: a jump is no quantum).
         # Multiplicative quantile update: q settles where 20 % of non-zero steps are smaller.
-        q = s[_QUANTUM]
-        s[_QUANTUM] = step if q == 0.0 else q * (1.01 if step > q else 0.96)
-    s[_LEVEL] += a * r
-    s[_SCALE] += max(p.scale_alpha, 1.0 / n) * (abs(r) - s[_SCALE])
-    rs = x - s[_SLOW]
-    slow_limit = p.clip_z * _slow_std(s, p)
-    if warm and abs(rs) > slow_limit:
-        rs = slow_limit if rs > 0 else -slow_limit
-    s[_SLOW] += a_slow * rs
-    s[_SLOW_SCALE] += a_slow * (abs(rs) - s[_SLOW_SCALE])
+        s[off + _QUANTUM] = step if quantum == 0.0 else quantum * (1.01 if step > quantum else 0.96)
+    s[off + _LEVEL] = level + a * r
+    a_scale = p.scale_alpha if p.scale_alpha > inv else inv
+    s[off + _SCALE] = scale + a_scale * (abs(r) - scale)
+    slow = s[off + _SLOW]
+    slow_scale = s[off + _SLOW_SCALE]
+    rs = x - slow
+    if warm:
+        std = _MAD_TO_STD * slow_scale
+        fl = _floor(p, slow, s[off + _QUANTUM])
+        slow_limit = p.clip_z * (std if std > fl else fl)
+        if rs > slow_limit:
+            rs = slow_limit
+        elif rs < -slow_limit:
+            rs = -slow_limit
+    a_slow = p.slow_alpha if p.slow_alpha > inv else inv
+    s[off + _SLOW] = slow + a_slow * rs
+    s[off + _SLOW_SCALE] = slow_scale + a_slow * (abs(rs) - slow_scale)
 
 
-def _release_run(s: MutableSequence[float], p: RateParams, a: float, limit: float) -> None:
+def _release_run(
+    s: MutableSequence[float], p: RateParams, a: float, limit: float, off: int
+) -> None:
     # The held outliers were not a shift: learn them now, clipped (Huber), so that a noisier
     # regime still widens the scale.
-    run = s[_RUN_N]
-    if not run:
-        return
+    run = s[off + _RUN_N]
     step = limit if run > 0 else -limit
     for _ in range(int(abs(run))):
-        s[_LEVEL] += a * step
-        s[_SCALE] += p.scale_alpha * (limit - s[_SCALE])
-    s[_RUN_N] = s[_RUN_SUM] = 0.0
+        s[off + _LEVEL] += a * step
+        s[off + _SCALE] += p.scale_alpha * (limit - s[off + _SCALE])
+    s[off + _RUN_N] = s[off + _RUN_SUM] = 0.0
 
 
 class RateDetector:

@@ -30,6 +30,7 @@ from typing import Final
 from detectors.events import Event
 
 __all__ = [
+    "HARVEST_OUTPUT_TOKENS",
     "MAX_FPS",
     "MAX_TOKENS_STOPS",
     "NEAR_DUP_BITS",
@@ -44,6 +45,9 @@ NEAR_DUP_BITS: Final = 10
 
 #: Stop reasons that mean the output was cut at the caller's ``max_tokens``.
 MAX_TOKENS_STOPS: Final = frozenset({"max_tokens", "length"})
+#: A single-turn answer this long (or cut at max_tokens) is "harvest-like": what a
+#: distillation pipeline wants, and what chat and app traffic rarely produce.
+HARVEST_OUTPUT_TOKENS: Final = 1500
 #: Distinct prompt fingerprints kept per account-window (a sample; later ones are counted).
 MAX_FPS: Final = 16
 
@@ -79,6 +83,7 @@ class AccountWindow:
         "gap_n",
         "gap_sum",
         "gap_sumsq",
+        "harvest_like",
         "input_tokens",
         "last_event",
         "last_ts",
@@ -95,6 +100,7 @@ class AccountWindow:
         self.input_tokens = 0
         self.output_tokens = 0
         self.max_tokens_stops = 0
+        self.harvest_like = 0
         self.multi_turn = 0
         self.errors = 0
         self.rate_limited = 0
@@ -119,9 +125,13 @@ class AccountWindow:
         self.requests += 1
         self.input_tokens += ev.input_tokens
         self.output_tokens += ev.output_tokens
+        turn = ev.turn
         if ev.stop_reason in MAX_TOKENS_STOPS:
             self.max_tokens_stops += 1
-        turn = ev.turn
+            if turn is None or turn <= 1:
+                self.harvest_like += 1
+        elif ev.output_tokens >= HARVEST_OUTPUT_TOKENS and (turn is None or turn <= 1):
+            self.harvest_like += 1
         if turn is not None and turn > 1:
             self.multi_turn += 1
         status = ev.status

@@ -102,8 +102,65 @@ class WindowsConfig(_Section):
 
 
 class DetectionConfig(_Section):
-    account_grace: int = Field(5, ge=1, description="Active windows before an account is scored")
-    account_threshold: float = Field(6.0, gt=0, description="Account baseline score that fires")
+    """Detector thresholds: ONE configuration for every scenario (docs/detectors.md explains
+    each knob and the runbook of each detector)."""
+
+    account_grace: int = Field(
+        5, ge=1, le=1000, description="Active windows before an account is scored on its own"
+    )
+    account_threshold: float = Field(
+        6.0, gt=0, le=100, description="Robust z of an account window over its baseline that fires"
+    )
+    account_critical_z: float = Field(
+        12.0, gt=0, le=1000,
+        description="Robust z from which a young, extraction-like account's finding is critical",
+    )
+    account_persist: int = Field(
+        2, ge=1, le=60, description="Consecutive anomalous windows before an account finding"
+    )
+    young_days: float = Field(
+        30.0, gt=0, le=3650, description="Accounts younger than this (days) count as young"
+    )
+    suspicious: float = Field(
+        0.5, gt=0, le=1,
+        description="Extraction-likeness (0..1) from which an account is a suspicious member",
+    )
+    cluster_windows: int = Field(
+        10, ge=1, le=1440, description="Account windows per cluster window (key aggregates)"
+    )
+    cluster_min_members: int = Field(
+        8, ge=2, le=100_000,
+        description="Distinct suspicious members a key needs in a cluster window to be flagged",
+    )
+    cluster_min_share: float = Field(
+        0.5, gt=0, le=1,
+        description="Share of a key's account-windows that must be suspicious to flag it",
+    )
+    cluster_min_z: float = Field(
+        4.0, ge=0, le=1000,
+        description="Poisson z of a key's suspicious members over its own baseline that flags it",
+    )
+    cluster_critical_members: int = Field(
+        20, ge=1, le=1_000_000, description="Campaign members from which a campaign can be critical"
+    )
+    cluster_critical_young_share: float = Field(
+        0.5, ge=0, le=1, description="Share of young members a critical campaign needs"
+    )
+    cluster_hold_windows: int = Field(
+        9, ge=1, le=1000,
+        description="Cluster windows a campaign stays open after its members were last seen",
+    )
+    template_min_accounts: int = Field(
+        4, ge=2, le=10_000,
+        description="Distinct accounts with near-duplicate prompts that found a template group",
+    )
+    template_max_bits: int = Field(
+        10, ge=0, le=32, description="Hamming distance within which prompts share a template"
+    )
+    population_min_accounts: int = Field(
+        30, ge=1, le=1_000_000,
+        description="Active accounts of a tier needed to measure its lift (e.g. launch day)",
+    )
     quiet_windows: int = Field(3, ge=1, description="Quiet windows before an alert resolves")
     max_members: int = Field(10_000, ge=1, description="Cap on members listed in cluster alerts")
 
@@ -294,13 +351,11 @@ class Config(_Section):
         return self.model_dump(mode="json")
 
     def detection_kwargs(self) -> dict[str, Any]:
-        """Plain keyword arguments for :class:`detectors.pipeline.Detection`."""
-        return {
-            "window_s": self.windows.size_s,
-            "lateness_s": self.windows.lateness_s,
-            "account_grace": self.detection.account_grace,
-            "account_threshold": self.detection.account_threshold,
-        }
+        """Plain keyword arguments for :class:`detectors.pipeline.Detection` (every
+        ``[detection]`` field except the alert-book ones, plus the window settings)."""
+        d = self.detection.model_dump()
+        d.pop("quiet_windows")
+        return {"window_s": self.windows.size_s, "lateness_s": self.windows.lateness_s, **d}
 
 
 class ConfigError(ValueError):
