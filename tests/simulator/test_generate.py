@@ -197,3 +197,14 @@ def test_throughput_is_printed(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     print(err.strip().splitlines()[-1])
     assert "events/s" in err
+
+
+def test_cli_rejects_bad_scenarios_and_flags(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[scenario]\nname = "x"\nstart = 2026-01-05T00:00:00Z\nduration_h = 0\n')
+    assert main(["simulate", str(bad), "--out", str(tmp_path / "e.jsonl")]) == 2
+    assert "scenario.duration_h: Input should be greater than 0 (got 0)" in capsys.readouterr().err
+    assert main(["simulate", str(TINY)]) == 2
+    assert "--out FILE or --broker URL" in capsys.readouterr().err
+    assert main(["simulate", str(TINY), "--out", str(tmp_path / "e"), "--speed", "2"]) == 2
+    assert "need --broker" in capsys.readouterr().err
