@@ -18,7 +18,7 @@ from simulator.content import (
 )
 from simulator.scenario import LaunchDay
 from simulator.tables import COUNTRY_BY_TZ, HUMAN_UAS, Batch, hex_ids
-from simulator.timing import Context, app_arrivals, session_arrivals
+from simulator.timing import Context, RateHook, app_arrivals, session_arrivals
 
 __all__ = ["assemble", "benign_population", "model_mix", "random_ages"]
 
@@ -94,7 +94,21 @@ def assemble(
     })
 
 
-def _launch_hook(ctx: Context, tiers: np.ndarray, traps: list[LaunchDay]):  # type: ignore[no-untyped-def]
+def _launch_models(
+    ctx: Context, tiers: np.ndarray, ts: np.ndarray, model: np.ndarray, traps: list[LaunchDay]
+) -> np.ndarray:
+    """During a launch, ``new_model_share`` of the launched tier's requests use the new model."""
+    for t in traps:
+        if t.new_model is None:
+            continue
+        end = ctx.scenario.end_h(t.start_h, t.duration_h)
+        on = (tiers == t.tier) & (ts >= ctx.ts(t.start_h)) & (ts < ctx.ts(end))
+        on &= ctx.rng.random(len(ts)) < t.new_model_share
+        model = np.where(on, ctx.model_index(t.new_model), model)
+    return model
+
+
+def _launch_hook(ctx: Context, tiers: np.ndarray, traps: list[LaunchDay]) -> RateHook | None:
     if not traps:
         return None
 
@@ -175,8 +189,9 @@ def benign_population(ctx: Context, launches: list[LaunchDay]) -> list[Batch]:
         m = len(ts)
         # Context grows with the conversation.
         inp = token_draw(rng, m, "input") + (turn - 1) * rng.integers(50, 400, size=m)
+        model = _launch_models(ctx, tiers[a], ts, model_mix(ctx, ts, preferred[a]), launches)
         batches.append(assemble(
-            ctx, rows[a], ts, model=model_mix(ctx, ts, preferred[a]), inp=inp,
+            ctx, rows[a], ts, model=model, inp=inp,
             out=token_draw(rng, m, "output"), conv=conv, turn=turn, sysfp=sysfp[a],
             pfp=random_u64(rng, m), net=np.where(rng.random(m) < 0.85, home[a], alt[a]),
             ua=ua[a], key=rng.integers(0, keys[a]), rate_limited_share=rl[a], error_share=err,
@@ -201,9 +216,10 @@ def benign_population(ctx: Context, launches: list[LaunchDay]) -> list[Batch]:
             flip_bits(rng, tmpl[pos, rng.integers(0, 4, size=m)], 3),
             random_u64(rng, m),
         )
+        model = _launch_models(ctx, tiers[a], ts, model_mix(ctx, ts, preferred[a]), launches)
         batches.append(assemble(
-            ctx, rows[a], ts, model=model_mix(ctx, ts, preferred[a]),
-            inp=token_draw(rng, m, "input", 1.5), out=token_draw(rng, m, "output", 0.8),
+            ctx, rows[a], ts, model=model, inp=token_draw(rng, m, "input", 1.5),
+            out=token_draw(rng, m, "output", 0.8),
             conv=-1, turn=0, sysfp=sysfp[a], pfp=pfp, net=home[a], ua=ua[a],
             key=rng.integers(0, keys[a]), rate_limited_share=rl[a], error_share=err,
             max_tokens_share=spec.max_tokens_share,

@@ -208,3 +208,21 @@ def test_cli_rejects_bad_scenarios_and_flags(tmp_path: Path, capsys) -> None:
     assert "--out FILE or --broker URL" in capsys.readouterr().err
     assert main(["simulate", str(TINY), "--out", str(tmp_path / "e"), "--speed", "2"]) == 2
     assert "need --broker" in capsys.readouterr().err
+
+
+def test_launch_day_multiplies_one_tier_and_moves_it_to_the_new_model() -> None:
+    s = scenario_from_dict({
+        "scenario": {"name": "l", "start": "2026-01-05T12:00:00Z", "duration_h": 6, "models": [
+            {"name": "old"}, {"name": "new", "released_h": 3}]},
+        "benign": {"accounts": 400, "sessions_per_day": 10},
+        "traps": [{"kind": "launch_day", "tier": "pro", "start_h": 3, "duration_h": 2,
+                   "multiplier": 5, "new_model": "new", "new_model_share": 0.5}],
+    })
+    sim = generate(s, seed=3)
+    ev = sim.events
+    hour = ((ev.ts - sim.t0) // 3600).astype(int)
+    pro = np.array(sim.tables.tier)[ev.acct] == "pro"
+    assert (pro & (hour == 3)).sum() > 3 * (pro & (hour == 2)).sum()
+    assert (~pro & (hour == 3)).sum() < 2 * (~pro & (hour == 2)).sum()
+    assert not (ev.model[hour < 3] == 1).any()
+    assert 0.35 < (ev.model[pro & (hour == 3)] == 1).mean() < 0.7
