@@ -149,6 +149,19 @@ class AlertBook:
             changed = True
         return self._change("updated", o, f.window_end) if changed else None
 
+    def refresh(self, ts: float) -> list[dict[str, Any]]:
+        """An ``updated`` change for every open alert whose newest finding was folded in
+        silently (a change smaller than ``update_ratio``): the end of a replay uses it so
+        the last member lists are on record."""
+        out = []
+        for o in self._open.values():
+            f = o.last
+            if f.score != o.score or (f.member_count or 0) != (o.member_count or 0):
+                o.score = f.score
+                o.member_count = f.member_count
+                out.append(self._change("updated", o, ts))
+        return out
+
     def tick(self, watermark: float) -> list[dict[str, Any]]:
         """Resolve alerts quiet for ``quiet_windows`` windows of event time before
         ``watermark``; prune dedupe memory that is too old to matter."""

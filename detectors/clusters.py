@@ -216,7 +216,18 @@ class ClusterDetector:
             self._touched.add(k)
             cid = self._key_campaign.get(k)
             if cid is not None:
-                campaigns_hit.add(self._find(cid))
+                cid = self._find(cid)
+                campaigns_hit.add(cid)
+                if k[0] in STRONG_KINDS:
+                    # A suspicious account on a campaign's template, card, /24 or signup
+                    # cohort joins it at once (replacements of banned members included).
+                    c = self.campaigns[cid]
+                    if account_id not in c.members:
+                        c.members[account_id] = None
+                        self._acct_campaign.setdefault(account_id, cid)
+                        if young:
+                            c.young.add(account_id)
+                    c.last_active = ts + self.window_s
         for cid in campaigns_hit:
             c = self.campaigns[cid]
             c.requests += requests

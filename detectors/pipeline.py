@@ -589,7 +589,11 @@ class Monitor:
         state, with the full member list, is the final word of the replay)."""
         det = self.detection
         wm = det.windower.watermark + det.window_s + det.lateness_s
+        last_event = det.windower.watermark
         changes = self._fold(det.advance(wm), wm)
+        # Record the final state of every open alert (members that joined since the last
+        # update), stamped with the last event's time, then resolve them.
+        changes.extend(self.alerts.refresh(min(wm, last_event)))
         end = wm + self.alerts.quiet_windows * self.alerts.window_s
         changes.extend(self.alerts.tick(end))
         return changes
