@@ -9,12 +9,14 @@ system service, if any, is neither used nor touched.
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
 import math
 import os
 import random
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -24,6 +26,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from streams.broker import free_port
 from tests.conftest import isolated_topics, produce, read_topic
@@ -44,8 +47,81 @@ MAY_BE_EMPTY = {
 }
 
 
+class SlackReceiver:
+    """A local stand-in for Slack's incoming-webhook endpoint: records every POSTed JSON."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        posts = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                posts.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/services/T0/B0/x"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Alertmanager:
+    """deploy/alertmanager/alertmanager.yml as shipped, with the Slack URL pointed at a
+    local receiver and the grouping waits shortened to a second."""
+
+    def __init__(self, tmp: Path, slack_url: str) -> None:
+        cfg = yaml.safe_load((ROOT / "deploy/alertmanager/alertmanager.yml").read_text())
+        cfg["global"].pop("slack_api_url_file")
+        cfg["global"]["slack_api_url"] = slack_url
+        cfg["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+        (tmp / "alertmanager.yml").write_text(json.dumps(cfg))
+        self.port = free_port()
+        self.log_path = tmp / "alertmanager.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                tool("prometheus-alertmanager"),
+                f"--config.file={tmp / 'alertmanager.yml'}",
+                f"--storage.path={tmp / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",  # no gossip port: a single test instance
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1):
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        raise AssertionError(f"alertmanager not ready:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
+        self._log.close()
+
+
 class Prometheus:
-    def __init__(self, tmp: Path, targets: list[str]) -> None:
+    def __init__(self, tmp: Path, targets: list[str], alertmanager: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = {
@@ -56,6 +132,8 @@ class Prometheus:
                 {"job_name": "distillwatch", "static_configs": [{"targets": targets}]}
             ],
         }
+        if alertmanager:
+            cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
         # JSON is YAML.
         (tmp / "prometheus.yml").write_text(json.dumps(cfg))
         self.log_path = tmp / "prometheus.log"
@@ -128,13 +206,25 @@ class Prometheus:
 
 
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
+def slack_alertmanager(tmp_path: Path) -> Iterator[tuple[SlackReceiver, Alertmanager]]:
+    tool("prometheus-alertmanager")
+    slack = SlackReceiver()
+    d = tmp_path / "am"
+    d.mkdir()
+    am = Alertmanager(d, slack.url)
+    yield slack, am
+    am.stop()
+    slack.stop()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     started: list[Prometheus] = []
 
-    def start(targets: list[str]) -> Prometheus:
+    def start(targets: list[str], alertmanager: str | None = None) -> Prometheus:
         d = tmp_path / f"prom{len(started)}"
         d.mkdir()
-        p = Prometheus(d, targets)
+        p = Prometheus(d, targets, alertmanager)
         started.append(p)
         p.wait_ready()
         return p
@@ -227,13 +317,14 @@ def _render(prom: Prometheus, out: Path, start: float) -> list[Path]:
 
 
 def test_every_dashboard_and_rule_query_runs_on_live_prometheus(
-    broker, worker_factory, prometheus_factory, tmp_path
+    broker, worker_factory, prometheus_factory, slack_alertmanager, tmp_path
 ):
     tool("prometheus")  # skip (or fail in CI) before starting anything
+    slack, am = slack_alertmanager
     t0 = time.time()
     topics, env = isolated_topics()
     worker = worker_factory(**env)
-    prom = prometheus_factory([f"127.0.0.1:{worker.metrics_port}"])
+    prom = prometheus_factory([f"127.0.0.1:{worker.metrics_port}"], f"127.0.0.1:{am.port}")
     prom.wait_for('up{job="distillwatch"}', lambda v: v == [1.0])
 
     now = time.time()
@@ -288,11 +379,23 @@ def test_every_dashboard_and_rule_query_runs_on_live_prometheus(
     assert len(rules) == sum(1 for e in exprs if e.source.startswith("rules:"))
     bad = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not bad, bad
-    # A critical campaign pages at once (the rule has no `for`).
+    # A critical campaign pages at once (the rule has no `for`), and Alertmanager, with the
+    # shipped routing and Slack templates, posts it to the on-call channel.
     if any(a["entity_type"] == "cluster" and a["severity"] == "critical" for a in alerts):
         firing = prom.get("/api/v1/alerts")["data"]["alerts"]
         names = {a["labels"]["alertname"] for a in firing if a["state"] == "firing"}
         assert "DistillwatchCriticalCampaignOpen" in names, firing
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not slack.posts:
+            time.sleep(0.5)
+        assert slack.posts, f"nothing reached Slack:\n{am.log()}"
+        post = slack.posts[0]
+        assert post["channel"] == "#distillwatch-oncall"
+        att = post["attachments"][0]
+        assert att["title"].endswith("DistillwatchCriticalCampaignOpen (1)"), att["title"]
+        assert att["text"].startswith("*1 critical campaign(s) open*\n"), att["text"]
+        assert "docs/oncall.md#distillwatchcriticalcampaignopen" in att["text"]
+        print(f"Slack post: {att['title']!r}\n{att['text']}")
     # And the healthy pipeline pages for nothing else.
     firing = prom.get("/api/v1/alerts")["data"]["alerts"]
     pages = {a["labels"]["alertname"] for a in firing if a["labels"]["severity"] == "page"}
