@@ -3,8 +3,10 @@ dashboards and the rules runs through its HTTP API.
 
 Prometheus (Debian package `prometheus`, installed by `make test`) is started by this test on
 127.0.0.1 with a temporary config: scrape and rule evaluation every second, the worker as
-the only target of job `distillwatch`, and the rules of deploy/prometheus/rules. A packaged
-system service, if any, is neither used nor touched.
+the only target of job `distillwatch`, and the rules of deploy/prometheus/rules. Its alerts
+go to a real Alertmanager (Debian `prometheus-alertmanager`) running the shipped
+deploy/alertmanager/alertmanager.yml, whose Slack URL points at a local receiver. Packaged
+system services, if any, are neither used nor touched (own ports, own data directories).
 """
 
 from __future__ import annotations
