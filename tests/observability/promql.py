@@ -114,7 +114,7 @@ def tool(name: str) -> str:
     if path:
         return path
     msg = (f"{name} not found: install the Debian package "
-           f"{'prometheus-alertmanager' if name == 'amtool' else 'prometheus'} "
+           f"{'prometheus' if name in ('prometheus', 'promtool') else 'prometheus-alertmanager'} "
            "(`make test` does it)")
     if os.environ.get("CI"):
         pytest.fail(msg)
