@@ -72,7 +72,16 @@ class IngestStage:
         open_first = self._open_first
         account_partition = self.account_partition
         next_offset = self._next_offset
-        n = valid = late = dup = 0
+        # Hot loop: everything per event is a local; counters and metrics are per batch.
+        add = det.add
+        windower = det.windower
+        late_before = windower.late_events
+        partition_ts = self._partition_ts
+        partition_wall = self._partition_wall
+        neg_inf = float("-inf")
+        max_future_s, max_past_s = v.max_future_s, v.max_past_s
+        max_bytes = v.max_payload_bytes
+        n = valid = added = 0
         for payload, partition, offset in batch:
             n += 1
             if offset is not None:
@@ -81,9 +90,9 @@ class IngestStage:
                 ev = parse_event(
                     payload,
                     now=now,
-                    max_future_s=v.max_future_s,
-                    max_past_s=v.max_past_s,
-                    max_bytes=v.max_payload_bytes,
+                    max_future_s=max_future_s,
+                    max_past_s=max_past_s,
+                    max_bytes=max_bytes,
                 )
             except InvalidEvent as err:
                 self.metrics.events_invalid.labels(err.reason).inc()
@@ -99,24 +108,24 @@ class IngestStage:
                 )
                 continue
             valid += 1
-            if ev.ts > self._partition_ts.get(partition, float("-inf")):
-                self._partition_ts[partition] = ev.ts
-            self._partition_wall[partition] = now
-            before_late = det.windower.late_events
-            if det.add(ev):
+            ts = ev.ts
+            if ts > partition_ts.get(partition, neg_inf):
+                partition_ts[partition] = ts
+            partition_wall[partition] = now
+            if add(ev):
+                added += 1
                 if ev.account_id not in account_partition:
                     account_partition[ev.account_id] = partition
                 if offset is not None:
-                    start = ev.ts - ev.ts % size
+                    start = ts - ts % size
                     firsts = open_first.get(start)
                     if firsts is None:
                         open_first[start] = {partition: offset}
                     elif partition not in firsts:
                         firsts[partition] = offset
-            elif det.windower.late_events > before_late:
-                late += 1
-            else:
-                dup += 1
+        # An event the windows refused is late or else a duplicate.
+        late = windower.late_events - late_before
+        dup = valid - added - late
         self.metrics.events_consumed.inc(n)
         self.metrics.events_valid.inc(valid)
         if late:
