@@ -14,7 +14,8 @@ alert opens, so the info series churn at the alert rate (a few a day), not the e
 
 Ranking: severity first, then score / threshold (how many times over its threshold), which
 compares detectors whose raw scores have different scales. Only entities with an open alert
-are ranked; a resolved alert leaves the ranking, so memory is bounded by the open alerts.
+are ranked; a resolved alert leaves the ranking, so memory is bounded by the open alerts. An
+entity with open alerts from several detectors is one entity, shown by its worst alert.
 
 Examples
 --------
@@ -48,7 +49,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -167,31 +168,51 @@ class WorstEntities:
             features = evidence.get("features") or {}
             f.output_tokens += float(features.get("output_tokens", 0.0))
 
+    def _worst_per_entity(self) -> dict[tuple[str, str], _Flagged]:
+        # An entity can have open alerts from several detectors (a campaign flagged by
+        # cluster_campaign and cluster_model_pivot): it is one entity, shown by its worst
+        # alert, with the largest member count and harvest any of them reports.
+        out: dict[tuple[str, str], _Flagged] = {}
+        for (etype, eid, _det), f in self._flagged.items():
+            cur = out.get((etype, eid))
+            if cur is None:
+                out[(etype, eid)] = replace(f)  # a copy: merged below, outside the lock
+                continue
+            members, tokens = max(cur.members, f.members), max(cur.output_tokens, f.output_tokens)
+            first = min(cur.first_ts, f.first_ts)
+            if f.sort_key() > cur.sort_key():
+                cur.alert_id, cur.detector, cur.severity, cur.ratio = (
+                    f.alert_id, f.detector, f.severity, f.ratio)
+            cur.members, cur.output_tokens, cur.first_ts = members, tokens, first
+        return out
+
     def top(self, entity_type: str) -> list[Ranked]:
         """The ``k`` worst open entities of ``entity_type``, rank 1 first."""
         with self._lock:
-            rows = [f for key, f in self._flagged.items() if key[0] == entity_type]
-            rows.sort(key=_Flagged.sort_key, reverse=True)
-            return [
-                Ranked(i, f.alert_id, f.detector, f.severity, f.ratio, f.members,
-                       f.output_tokens, f.first_ts)
-                for i, f in enumerate(rows[: self.k], start=1)
-            ]
+            merged = self._worst_per_entity()
+        rows = [f for (etype, _id), f in merged.items() if etype == entity_type]
+        rows.sort(key=_Flagged.sort_key, reverse=True)
+        return [
+            Ranked(i, f.alert_id, f.detector, f.severity, f.ratio, f.members,
+                   f.output_tokens, f.first_ts)
+            for i, f in enumerate(rows[: self.k], start=1)
+        ]
 
     def totals(self) -> dict[str, dict[str, float]]:
-        """Per entity type: open entities by severity, members and output tokens summed."""
+        """Per entity type: open entities by (worst) severity, their members and harvest."""
         out = {
             t: {**{s: 0.0 for s in SEVERITIES}, "members": 0.0, "output_tokens": 0.0}
             for t in ENTITY_TYPES
         }
         with self._lock:
-            for (etype, _id, _det), f in self._flagged.items():
-                row = out.setdefault(
-                    etype, {**{s: 0.0 for s in SEVERITIES}, "members": 0.0, "output_tokens": 0.0}
-                )
-                row[f.severity] += 1
-                row["members"] += f.members
-                row["output_tokens"] += f.output_tokens
+            merged = self._worst_per_entity()
+        for (etype, _id), f in merged.items():
+            row = out.setdefault(
+                etype, {**{s: 0.0 for s in SEVERITIES}, "members": 0.0, "output_tokens": 0.0}
+            )
+            row[f.severity] += 1
+            row["members"] += f.members
+            row["output_tokens"] += f.output_tokens
         return out
 
 

@@ -95,6 +95,24 @@ def test_cluster_harvest_is_the_detectors_running_total(setup):
     assert _val(reg, "top_entity_output_tokens", **labels) == 410_000
 
 
+def test_one_entity_with_two_detectors_counts_once_by_its_worst_alert(setup):
+    worst, reg = setup
+    a = _finding("cluster", "c1", 10, 60, members=50, detector="cluster_campaign",
+                 severity="critical")
+    a["evidence"]["harvest"] = {"output_tokens": 9000}
+    b = _finding("cluster", "c1", 40, 60, members=45, detector="cluster_model_pivot")
+    worst.update(a, [_change("opened", a)])
+    worst.update(b, [_change("opened", b)])
+    assert len(worst) == 2  # two open alerts...
+    ranks = worst.top("cluster")
+    assert len(ranks) == 1  # ...one campaign
+    assert ranks[0].detector == "cluster_campaign" and ranks[0].severity == "critical"
+    assert ranks[0].members == 50 and ranks[0].output_tokens == 9000
+    assert _val(reg, "flagged_entities", entity_type="cluster", severity="critical") == 1
+    assert _val(reg, "flagged_entities", entity_type="cluster", severity="warning") == 0
+    assert _val(reg, "flagged_members", entity_type="cluster") == 50
+
+
 def test_finding_without_open_alert_is_not_tracked(setup):
     worst, _reg = setup
     # A redelivered finding after resolution: AlertBook ignores it, so must the ranking.
