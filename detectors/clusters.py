@@ -163,6 +163,7 @@ class ClusterDetector:
         self._agg: dict[Key, _Agg] = {}
         self._touched: set[Key] = set()
         self._flagged_now: set[Key] = set()
+        self._acct_keys: dict[str, list[Key]] = {}
         self._keys: dict[Key, _KeyState] = {}
         self._key_campaign: dict[Key, str] = {}
         self._acct_campaign: dict[str, str] = {}
@@ -194,6 +195,10 @@ class ClusterDetector:
         if extraction < self.suspicious:
             return
         agg_map = self._agg
+        prev = self._acct_keys.get(account_id)
+        self._acct_keys[account_id] = (
+            keys if prev is None else prev + [k for k in keys if k not in prev]
+        )
         campaigns_hit: set[str] = set()
         known = self._acct_campaign.get(account_id)
         if known is not None:
@@ -250,8 +255,7 @@ class ClusterDetector:
         """After every account-window of ``[start, end)`` was observed: flag keys, grow
         campaigns, and return one finding per active campaign (and per pivot)."""
         self._roll(start)
-        for k in self._touched:
-            self._evaluate(k, end)
+        self._evaluate_touched(end)
         self._touched.clear()
         out = []
         hold = self.hold_windows * self._span
@@ -278,54 +282,93 @@ class ClusterDetector:
         org, top = max(agg.orgs.items(), key=lambda kv: kv[1])
         return org is not None and top >= 0.8 * n and agg.young < 0.3 * n
 
-    def _evaluate(self, k: Key, now: float) -> None:
-        agg = self._agg.get(k)
-        if agg is None:
+    def _evaluate_touched(self, now: float) -> None:
+        """Grow campaigns through their keys, then flag new keys; new keys whose members
+        share a strong key (card, template, /24, cohort) are one operator: one campaign."""
+        onset: list[Key] = []
+        for k in sorted(self._touched, key=key_label):
+            agg = self._agg.get(k)
+            if agg is None:
+                continue
+            n, share, z = self._stats(k, agg)
+            cid = self._key_campaign.get(k)
+            if cid is not None:
+                cid = self._key_campaign[k] = self._find(cid)
+                # Already part of a campaign: grow it while the key keeps showing suspects.
+                if n >= 3 and share >= self.min_share and not self._org_dominated(agg):
+                    c = self.campaigns[cid]
+                    c.last_active = now
+                    self._add_members(c, k, agg)
+                    self._flagged_now.add(k)
+            elif (
+                n >= self.min_members
+                and share >= self.min_share
+                and z >= self.min_z
+                and not self._org_dominated(agg)
+            ):
+                onset.append(k)
+        if not onset:
             return
-        n, share, z = self._stats(k, agg)
-        cid = self._key_campaign.get(k)
-        if cid is not None:
-            cid = self._key_campaign[k] = self._find(cid)
-            # Already part of a campaign: grow it while the key keeps showing suspects.
-            if n >= 3 and share >= self.min_share and not self._org_dominated(agg):
-                c = self.campaigns[cid]
-                c.last_active = now
-                self._add_members(c, k, agg)
-                self._flagged_now.add(k)
-            return
-        if n < self.min_members or share < self.min_share or z < self.min_z:
-            return
-        if self._org_dominated(agg):
-            return
-        self._flagged_now.add(k)
+        parent = {k: k for k in onset}
+
+        def find(k: Key) -> Key:
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        via: dict[Key, Key] = {}
+        for k in onset:
+            for a in self._agg[k].members:
+                for k2 in self._acct_keys.get(a, ()):
+                    if k2 == k or k2[0] not in STRONG_KINDS:
+                        continue
+                    j = via.setdefault(k2, k)
+                    if j != k:
+                        ra, rb = find(j), find(k)
+                        if ra != rb:
+                            parent[rb] = ra
+        groups: dict[Key, list[Key]] = {}
+        for k in onset:
+            groups.setdefault(find(k), []).append(k)
+        for keys in groups.values():
+            self._flag(keys, now)
+
+    def _flag(self, keys: list[Key], now: float) -> None:
+        members = {a for k in keys for a in self._agg[k].members}
         # Join the campaign these suspects already belong to, if any.
         votes: dict[str, int] = {}
-        for a in agg.members:
+        for a in members:
             c_of = self._acct_campaign.get(a)
             if c_of is not None:
                 c_of = self._find(c_of)
                 votes[c_of] = votes.get(c_of, 0) + 1
         linked = sorted(
-            (c for c, nv in votes.items() if nv >= max(3, 0.2 * n)),
+            (c for c, nv in votes.items() if nv >= max(3, 0.2 * len(members))),
             key=lambda c: (self.campaigns[c].founded_ts, c),
         )
         cid = None
         if linked:
-            # The key links these campaigns: one operator. Keep the oldest id.
+            # The keys link these campaigns: one operator. Keep the oldest id.
             cid = linked[0]
             for other in linked[1:]:
                 self._merge(cid, other)
         if cid is None:
-            digest = hashlib.sha1(key_label(k).encode(), usedforsecurity=False).hexdigest()
+            founder = min(key_label(k) for k in keys)
+            digest = hashlib.sha1(founder.encode(), usedforsecurity=False).hexdigest()
             cid = f"cmp-{digest[:12]}"
             if cid not in self.campaigns:
                 self.campaigns[cid] = Campaign(cid, now)
         c = self.campaigns[cid]
-        self._key_campaign[k] = cid
-        c.keys.setdefault(k, 0)
-        c.max_z = max(c.max_z, z)
+        for k in keys:
+            agg = self._agg[k]
+            _, _, z = self._stats(k, agg)
+            self._flagged_now.add(k)
+            self._key_campaign[k] = cid
+            c.keys.setdefault(k, 0)
+            c.max_z = max(c.max_z, z)
+            self._add_members(c, k, agg)
         c.last_active = now
-        self._add_members(c, k, agg)
 
     def _find(self, cid: str) -> str:
         """The surviving campaign of ``cid`` after merges."""
@@ -399,6 +442,7 @@ class ClusterDetector:
         self._agg = {}
         self._touched = set()
         self._flagged_now = set()
+        self._acct_keys = {}
 
     def _track_models(self, c: Campaign, end: float) -> None:
         total = sum(c.models_now.values())
