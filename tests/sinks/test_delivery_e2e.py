@@ -45,8 +45,22 @@ def _wait(cond, timeout: float) -> bool:
     return cond()
 
 
-def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory):
+# Whatever severity the detectors give the ramp, this policy (dry-run) would suspend it, so
+# the expected audit trail does not depend on detector tuning; the gates have unit tests.
+POLICY = """
+dry_run = true
+min_agreeing_detectors = 1
+auto_suspend_min_severity = "info"
+[[rules]]
+entity_type = "account"
+action = "suspend_account"
+"""
+
+
+def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory, tmp_path):
     topics, env = isolated_topics()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
     slack = SlackReceiver(token=TOKEN, rate_limit_every=3, retry_after="0.2").start()
     hook = WebhookReceiver(HOOK_SECRET.encode()).start()
     try:
@@ -60,6 +74,7 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
             DISTILLWATCH_SINKS__WEBHOOK_SECRET=HOOK_SECRET,
             DISTILLWATCH_SINKS__BACKOFF_INITIAL_S="0.05",
             DISTILLWATCH_SINKS__BACKOFF_MAX_S="0.5",
+            DISTILLWATCH_SINKS__POLICY_FILE=str(policy),
         )
         now = time.time()
         # 40 s of history, the ramp, and the ramp going on 4x harder for 6 s more (event times
@@ -77,7 +92,10 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         time.sleep(2.0)
         alerts = read_topic(broker, topics.alerts, until=lambda rs: False, timeout=2)
         opens = [r for r in ramp(alerts) if r["state"] == "opened"]
-        assert len(opens) == 1, [(r["alert_id"], r["detector"], r["state"]) for r in ramp(alerts)]
+        # One incident: at most one alert per detector on the account (no re-open).
+        assert len({r["detector"] for r in opens}) == len(opens), [
+            (r["alert_id"], r["detector"], r["state"]) for r in ramp(alerts)
+        ]
         # Every alert change reaches the webhook once, signed (the receiver verifies).
         assert _wait(lambda: len(hook.accepted) >= len(alerts), 20), worker.log()
         time.sleep(1.0)  # would a duplicate arrive, it would be by now
@@ -106,15 +124,22 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         assert {r["alert_id"] for r in actions} == {c["alert_id"] for c in changes}
         assert all(r["dry_run"] for r in actions)
         assert not [r for r in actions if r["decision"] in ("executed", "failed")]
-        mine = [r for r in actions if r["account_id"] == "ramp-1"]
-        assert mine and mine[0]["decision"] == "dry_run", mine
-        assert mine[0]["action"] in ("flag", "suspend")
-        assert mine[0]["idempotency_key"] == f"{mine[0]['alert_id']}:ramp-1:{mine[0]['action']}"
-        for r in mine:
-            assert r["decision"] in ("dry_run", "skipped")
-            if r["action"] == "suspend" and r["decision"] == "dry_run":
-                # Only with the detector sure and a second independent opinion.
-                assert r["alert_severity"] == "critical" and len(r["agreeing_detectors"]) >= 2
+        ramp_ids = {r["alert_id"] for r in ramp(alerts)}
+        trail = [r for r in actions if r["alert_id"] in ramp_ids]
+        taken = [r for r in trail if r["decision"] != "skipped"]
+        # One decision for the account, taken when its first alert opened; updates (and any
+        # other detector's alert on it) are recognised as already decided and skipped.
+        assert [(r["account_id"], r["action"], r["decision"]) for r in taken] == [
+            ("ramp-1", "suspend", "dry_run")
+        ], trail
+        assert taken[0]["idempotency_key"] == f"{taken[0]['alert_id']}:ramp-1:suspend"
+        # One record per alert change (the worker may have emitted more since we read).
+        later = read_topic(broker, topics.alerts, until=lambda rs: False, timeout=1)
+        n_before = len([r for r in ramp(alerts) if r["state"] != "resolved"])
+        n_after = len([r for r in ramp(later) if r["state"] != "resolved"])
+        assert n_before <= len(trail) <= n_after
+        assert all(r["reason"].startswith(("already decided", "account already"))
+                   for r in trail if r is not taken[0])
         # Alerts of several detectors on the account share its one message.
         final = str(slack.messages[next(iter(slack.messages))]["blocks"])
         for det in {r["detector"] for r in ramp(alerts)}:

@@ -142,6 +142,8 @@ def test_policy_files(tmp_path):
     example = load_policy(ROOT / "deploy" / "policy.example.toml")
     assert example.dry_run is True and example.min_agreeing_detectors == 2
     assert load_policy(None) == Policy()
+    # docs/delivery.md: the built-in policy is the example without its allowlist entries.
+    assert example.model_copy(update={"allowlist": Policy().allowlist}) == Policy()
     bad = tmp_path / "bad.toml"
     bad.write_text('dry_run = false\n[[rules]]\naction = "nuke"\n')
     with pytest.raises(PolicyError, match=r"rules\.0\.action"):
