@@ -72,12 +72,16 @@ class _Agg:
 class _KeyState:
     """A key's baseline across cluster windows (only keys that ever had suspects)."""
 
-    __slots__ = ("ew_susp", "last_seen", "windows")
+    __slots__ = ("ew_susp", "last_seen", "recent", "windows")
 
     def __init__(self) -> None:
         self.ew_susp = 0.0
         self.windows = 0
         self.last_seen = 0.0
+        # Suspicious members of the last hour (account -> young), so a key flagged now
+        # also names the members it had before the alarm: at one request per hour, most
+        # of a campaign was seen in earlier cluster windows.
+        self.recent: dict[str, bool] = {}
 
 
 @dataclass(slots=True)
@@ -307,6 +311,22 @@ class ClusterDetector:
                 and not self._org_dominated(agg)
             ):
                 onset.append(k)
+            elif k[0] in STRONG_KINDS and n >= 2 and share >= self.min_share:
+                # Too small to flag on its own, but if most of its suspects already belong
+                # to one campaign, the key is that campaign's too (its other /24, card...).
+                votes: dict[str, int] = {}
+                for a in agg.members:
+                    c_of = self._acct_campaign.get(a)
+                    if c_of is not None:
+                        c_of = self._find(c_of)
+                        votes[c_of] = votes.get(c_of, 0) + 1
+                if votes:
+                    best, nv = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
+                    if nv * 2 >= n and not self._org_dominated(agg):
+                        c = self.campaigns[best]
+                        self._key_campaign[k] = best
+                        c.keys.setdefault(k, 0)
+                        self._add_members(c, k, agg)
         if not onset:
             return
         parent = {k: k for k in onset}
@@ -354,6 +374,9 @@ class ClusterDetector:
             for other in linked[1:]:
                 self._merge(cid, other)
         if cid is None:
+            if not any(k[0] in STRONG_KINDS for k in keys):
+                # A busy ASN or a common agent alone names no operator.
+                return
             founder = min(key_label(k) for k in keys)
             digest = hashlib.sha1(founder.encode(), usedforsecurity=False).hexdigest()
             cid = f"cmp-{digest[:12]}"
@@ -368,6 +391,15 @@ class ClusterDetector:
             c.keys.setdefault(k, 0)
             c.max_z = max(c.max_z, z)
             self._add_members(c, k, agg)
+            st = self._keys.get(k)
+            if st is not None and st.recent and k[0] in STRONG_KINDS:
+                for acct, young in st.recent.items():
+                    if acct not in c.members:
+                        c.members[acct] = None
+                        self._acct_campaign.setdefault(acct, cid)
+                        if young:
+                            c.young.add(acct)
+                st.recent = {}
         c.last_active = now
 
     def _find(self, cid: str) -> str:
@@ -426,6 +458,12 @@ class ClusterDetector:
                 st.ew_susp += a * (n - st.ew_susp)
             st.windows += 1
             st.last_seen = end
+            if k not in self._key_campaign:
+                st.recent.update(agg.members)
+                if len(st.recent) > 4 * n + 64:
+                    # Keep roughly the last hour: drop the oldest insertions.
+                    for old in list(st.recent)[: len(st.recent) - 4 * n - 64]:
+                        del st.recent[old]
         for k, st in keys.items():
             if k not in self._agg:
                 st.ew_susp *= 1 - a
