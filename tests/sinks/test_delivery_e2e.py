@@ -9,6 +9,7 @@ import time
 import orjson
 import pytest
 
+from streams.sinks.envelope import delivery_id
 from tests.conftest import isolated_topics, produce, read_topic
 from tests.integration.test_worker import _traffic
 from tests.sinks.receivers import SlackReceiver, WebhookReceiver
@@ -101,30 +102,39 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         time.sleep(1.0)  # would a duplicate arrive, it would be by now
         assert hook.rejected == []
         assert len({b["delivery_id"] for b in hook.accepted}) == len(hook.accepted)
-        assert len(hook.accepted) == len(alerts)
+        # (>=: the worker may have emitted more changes since the topic was read)
+        assert {b["delivery_id"] for b in hook.accepted} >= {
+            delivery_id(c) for c in alerts
+        }
 
         # Slack: the campaign is one message, edited in place as its alert changes.
-        assert _wait(lambda: len(slack.posts) >= 1, 10), worker.log()
+        def about_ramp(payloads):
+            return [p for p in payloads if "ramp-1" in p["text"]]
+
+        assert _wait(lambda: len(about_ramp(slack.posts)) >= 1, 10), worker.log()
         time.sleep(1.0)
         assert slack.invalid == []
-        assert len(slack.posts) == 1, [p["text"] for p in slack.posts]
-        assert "ramp-1" in slack.posts[0]["text"]
-        assert {u["ts"] for u in slack.updates} <= set(slack.messages)
+        assert len(about_ramp(slack.posts)) == 1, [p["text"] for p in slack.posts]
+        post = about_ramp(slack.posts)[0]
+        [ts] = [ts for ts, m in slack.messages.items() if "ramp-1" in m["text"]]
+        assert {u["ts"] for u in about_ramp(slack.updates)} <= {ts}
         if any(r["state"] != "opened" for r in ramp(alerts)):
-            assert slack.updates, "the alert changed but its Slack message was not edited"
-        assert "docs/detectors.md#account_baseline" in str(slack.posts[0]["blocks"])
+            assert about_ramp(slack.updates), "the alert changed but its message was not edited"
+        assert f"docs/detectors.md#{opens[0]['detector']}" in str(post["blocks"])
 
-        # Audit: one decision per open/update change, none executed (dry-run by default).
+        # Audit: one record per open/update change, none executed (dry-run).
         changes = [r for r in alerts if r["state"] != "resolved"]
+        ramp_ids = {r["alert_id"] for r in ramp(alerts)}
+        n_before = len([r for r in ramp(alerts) if r["state"] != "resolved"])
         actions = read_topic(
             broker, topics.actions,
-            until=lambda rs: {r["alert_id"] for r in rs} >= {c["alert_id"] for c in changes},
+            until=lambda rs: {r["alert_id"] for r in rs} >= {c["alert_id"] for c in changes}
+            and len([r for r in rs if r["alert_id"] in ramp_ids]) >= n_before,
             timeout=20,
         )
-        assert {r["alert_id"] for r in actions} == {c["alert_id"] for c in changes}
+        assert {r["alert_id"] for r in actions} >= {c["alert_id"] for c in changes}
         assert all(r["dry_run"] for r in actions)
         assert not [r for r in actions if r["decision"] in ("executed", "failed")]
-        ramp_ids = {r["alert_id"] for r in ramp(alerts)}
         trail = [r for r in actions if r["alert_id"] in ramp_ids]
         taken = [r for r in trail if r["decision"] != "skipped"]
         # One decision for the account, taken when its first alert opened; updates (and any
@@ -135,13 +145,12 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         assert taken[0]["idempotency_key"] == f"{taken[0]['alert_id']}:ramp-1:suspend"
         # One record per alert change (the worker may have emitted more since we read).
         later = read_topic(broker, topics.alerts, until=lambda rs: False, timeout=1)
-        n_before = len([r for r in ramp(alerts) if r["state"] != "resolved"])
         n_after = len([r for r in ramp(later) if r["state"] != "resolved"])
         assert n_before <= len(trail) <= n_after
         assert all(r["reason"].startswith(("already decided", "account already"))
                    for r in trail if r is not taken[0])
         # Alerts of several detectors on the account share its one message.
-        final = str(slack.messages[next(iter(slack.messages))]["blocks"])
+        final = str(slack.messages[ts]["blocks"])
         for det in {r["detector"] for r in ramp(alerts)}:
             assert f"Runbook: {det}" in final
 
