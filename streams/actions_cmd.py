@@ -15,8 +15,7 @@ import sys
 import time
 
 from streams.config_cmd import config_from_args
-from streams.delivery import approvals_path
-from streams.sinks.approvals import ApprovalError, ApprovalStore
+from streams.sinks.approvals import ApprovalError, ApprovalStore, approvals_path
 
 __all__ = ["add_arguments", "run"]
 
@@ -42,7 +41,7 @@ def _when(ts: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = args.file or approvals_path(config_from_args(args))
+    path = args.file or approvals_path(config_from_args(args).worker.data_dir)
     store = ApprovalStore(path)
     if args.verb == "list":
         recs = store.list(None if args.all else "pending")

@@ -16,7 +16,6 @@ moves alert changes into in-memory queues. Deliveries a sink gives up on go to
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -27,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from streams.config import Config
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
-from streams.sinks.approvals import ApprovalStore
+from streams.sinks.approvals import ApprovalStore, approvals_path
 from streams.sinks.audit import AuditWriter
 from streams.sinks.base import RetryPolicy, SinkRunner
 from streams.sinks.dispatch import Dispatcher, DlqWriter
@@ -37,14 +36,9 @@ from streams.sinks.slack import SlackSink
 from streams.sinks.suspension import SuspensionSink
 from streams.sinks.webhook import WebhookSink
 
-__all__ = ["approvals_path", "build_dispatcher", "install_delivery"]
+__all__ = ["build_dispatcher", "install_delivery"]
 
 log = logging.getLogger(__name__)
-
-
-def approvals_path(cfg: Config) -> Path:
-    """Where pending approvals live: ``<worker.data_dir>/approvals.json``."""
-    return Path(cfg.worker.data_dir) / "approvals.json"
 
 
 def build_dispatcher(
@@ -102,7 +96,7 @@ def build_dispatcher(
         agreement,
         audit=audit,
         api=api,
-        store=ApprovalStore(approvals_path(cfg)),
+        store=ApprovalStore(approvals_path(cfg.worker.data_dir)),
         raise_alert=dispatcher.raise_system_alert,
         metrics=metrics,
     )

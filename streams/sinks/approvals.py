@@ -37,7 +37,12 @@ from typing import Any
 
 from streams.sinks.errors import SinkError
 
-__all__ = ["ApprovalError", "ApprovalStore"]
+__all__ = ["ApprovalError", "ApprovalStore", "approvals_path"]
+
+
+def approvals_path(data_dir: str | Path) -> Path:
+    """Where pending approvals live: ``<worker.data_dir>/approvals.json``."""
+    return Path(data_dir) / "approvals.json"
 
 STATUSES = ("pending", "approved", "denied")
 
