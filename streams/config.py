@@ -220,6 +220,12 @@ class SinksConfig(_Section):
         description="Minimum gap between two Slack requests: Slack allows about one message "
         "per second per webhook and answers 429 beyond it",
     )
+    slack_new_messages_per_minute: int = Field(
+        10,
+        ge=1,
+        description="New Slack messages allowed per minute; past it, new entities are counted "
+        "in one digest message instead of each getting its own (edits are not limited)",
+    )
     webhook_urls: tuple[SecretStr, ...] = Field(
         (),
         description="Generic webhook URLs, comma separated in the environment; each gets the "

@@ -71,7 +71,8 @@ def build_dispatcher(
     slack_url, slack_token = s.secret("slack_webhook_url"), s.secret("slack_bot_token")
     if slack_url or slack_token:
         slack = SlackSink(webhook_url=slack_url, bot_token=slack_token, channel=s.slack_channel,
-                          api_url=s.slack_api_url, timeout_s=s.request_timeout_s)
+                          api_url=s.slack_api_url, timeout_s=s.request_timeout_s,
+                          new_per_minute=s.slack_new_messages_per_minute)
         slack_mode = slack.mode
         runners.append(runner(slack, s.slack_min_interval_s))
     secret = s.secret("webhook_secret")

@@ -11,13 +11,16 @@ message, not 10,000. Two ways to reach Slack:
   group opens and again only when its severity rises; updates in between are folded in.
 
 The runner spaces requests by ``slack_min_interval_s`` (Slack allows about one message per
-second per webhook) and honours ``429`` + ``Retry-After``. The webhook URL and the token are
-credentials: they are never logged (errors name the sink as ``slack``).
+second per webhook) and honours ``429`` + ``Retry-After``. A flood guard caps *new*
+messages per minute; entities past it are counted in one digest message. The webhook URL
+and the token are credentials: they are never logged (errors name the sink as ``slack``).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +31,7 @@ from detectors.findings import severity_rank
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
 from streams.sinks.errors import DeliveryError
-from streams.sinks.slack_blocks import render
+from streams.sinks.slack_blocks import esc, render
 from streams.sinks.transport import post
 
 __all__ = ["SlackGroups", "SlackSink"]
@@ -154,6 +157,53 @@ class SlackGroups:
             self._unindex(g)
 
 
+def _milestone(n: int) -> bool:
+    """1, 2, 5, 10, 20, 50, 100, ...: when the digest is worth a request.
+
+    >>> [n for n in range(1, 60) if _milestone(n)]
+    [1, 2, 5, 10, 20, 50]
+    """
+    while n >= 10 and n % 10 == 0:
+        n //= 10
+    return n in (1, 2, 5)
+
+
+@dataclass(slots=True)
+class _Digest:
+    """Entities that got no message of their own during one burst."""
+
+    count: int = 0
+    sent_count: int = 0
+    by_severity: dict[str, int] = field(default_factory=dict)
+    sample: list[str] = field(default_factory=list)
+    ts: str | None = None
+    channel: str | None = None
+
+    def add(self, g: Group) -> None:
+        self.count += 1
+        sev = g.severity
+        self.by_severity[sev] = self.by_severity.get(sev, 0) + 1
+        if len(self.sample) < 10:
+            self.sample.append(f"{g.key[0]} {g.key[1]}")
+
+    def render(self) -> dict[str, Any]:
+        sevs = ", ".join(f"{n} {s}" for s, n in sorted(self.by_severity.items()))
+        sample = ", ".join(f"`{esc(x)}`" for x in self.sample)
+        text = (
+            f"*{self.count}+ more alerting entities* ({sevs}) got no message of their own: "
+            "the Slack message budget for this minute was spent. They are on the `alerts` "
+            f"topic, in the webhooks and in Grafana. First ones: {sample}"
+        )
+        header = f":warning: Alert flood: {self.count}+ more entities"
+        return {
+            "text": f"Alert flood: {self.count}+ more alerting entities not posted individually",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": header}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+            ],
+        }
+
+
 class SlackSink(Sink):
     """Post alert groups to Slack (see the module docstring for the two modes).
 
@@ -167,6 +217,13 @@ class SlackSink(Sink):
         Slack Web API base URL.
     timeout_s
         Timeout of one request.
+    new_per_minute
+        Flood guard: new messages allowed per minute. Entities past it get no message of
+        their own; one digest message counts them (posted, then edited or re-posted when the
+        count reaches 1, 2, 5, 10, 20, 50, ...), so a burst of unrelated alerts cannot bury
+        the channel.
+    clock
+        Monotonic clock (injected in tests).
     """
 
     name = "slack"
@@ -179,6 +236,8 @@ class SlackSink(Sink):
         channel: str | None = None,
         api_url: str = "https://slack.com/api",
         timeout_s: float = 10.0,
+        new_per_minute: int = 10,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if bot_token and not channel:
             raise ValueError("slack: a bot token needs sinks.slack_channel")
@@ -193,6 +252,11 @@ class SlackSink(Sink):
         self.groups = SlackGroups()
         self._session: aiohttp.ClientSession | None = None
         self._current: tuple[str, Group | None, bool] | None = None
+        self.new_per_minute = new_per_minute
+        self.clock = clock
+        self._new_times: deque[float] = deque()
+        self._suppressed: set[tuple[str, str]] = set()
+        self._digest = _Digest()
 
     def __repr__(self) -> str:  # never show the URL or token
         return f"SlackSink(mode={self.mode})"
@@ -215,10 +279,48 @@ class SlackSink(Sink):
         _, g, sync = self._current
         if g is None or not sync:
             return 0
+        if g.key in self._suppressed or (not g.posted and self._over_budget(g)):
+            return await self._suppress(g)
         sent = await self._sync(g)
         if g.resolved:
             self.groups.drop(g)
         return sent
+
+    def _over_budget(self, g: Group) -> bool:
+        """True when ``g`` would be one new message too many this minute."""
+        if g.resolved:
+            return False
+        now = self.clock()
+        while self._new_times and self._new_times[0] <= now - 60.0:
+            self._new_times.popleft()
+        if len(self._new_times) >= self.new_per_minute:
+            return True
+        if self._digest.count:
+            self._digest = _Digest()  # the burst is over: the next one gets a new digest
+        self._new_times.append(now)
+        return False
+
+    async def _suppress(self, g: Group) -> int:
+        if g.key not in self._suppressed:
+            self._suppressed.add(g.key)
+            self._digest.add(g)
+        if g.resolved:
+            self._suppressed.discard(g.key)
+            self.groups.drop(g)
+        d = self._digest
+        if d.count <= d.sent_count or not _milestone(d.count):
+            return 0
+        payload = d.render()
+        if self.mode == "api":
+            if d.ts is None:
+                resp = await self._api("chat.postMessage", {"channel": self.channel, **payload})
+                d.ts, d.channel = str(resp["ts"]), str(resp.get("channel") or self.channel)
+            else:
+                await self._api("chat.update", {"channel": d.channel, "ts": d.ts, **payload})
+        else:
+            await self._post_webhook(payload)
+        d.sent_count = d.count
+        return 1
 
     async def on_dead(self, env: Envelope, reason: str) -> None:
         self._current = None

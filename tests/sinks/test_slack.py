@@ -115,3 +115,29 @@ def test_permanent_error_goes_to_dlq_without_retry(tmp_path, caplog):
     assert "HTTP 404" in h.dlq[0]["error"]
     assert "S3CRET" not in str(h.dlq) and "S3CRET" not in caplog.text
     assert h.dlq[0]["envelope"]["alert"]["entity_id"] == "a1"
+
+
+def test_flood_guard_digests_new_entities_past_the_budget(tmp_path):
+    slack = SlackReceiver(token="xoxb-t").start()
+    try:
+        h = Harness(tmp_path, slack_bot_token="xoxb-t", slack_channel="C1",
+                    slack_api_url=slack.base + "/api", slack_new_messages_per_minute=3)
+        burst = [change(f"lone-{i}", ts=1_000_000.0 + i) for i in range(12)]
+        # A suppressed entity's later update does not give it a message either.
+        burst.append(change("lone-7", state="updated", score=30.0, ts=1_000_100.0))
+        asyncio.run(h.run(burst))
+    finally:
+        slack.stop()
+    assert slack.invalid == []
+    own = [p for p in slack.posts if "Alert flood" not in p["text"]]
+    digests = [p for p in slack.posts if "Alert flood" in p["text"]]
+    assert [p["text"].split(":")[0] for p in own] == ["[WARNING] account lone-0",
+                                                     "[WARNING] account lone-1",
+                                                     "[WARNING] account lone-2"]
+    # 9 suppressed: one digest message, edited at the counts 2 and 5 (1-2-5 steps).
+    assert len(digests) == 1
+    edits = [u["text"] for u in slack.updates]
+    assert edits == ["Alert flood: 2+ more alerting entities not posted individually",
+                     "Alert flood: 5+ more alerting entities not posted individually"]
+    assert "`account lone-3`" in str(slack.messages[next(
+        ts for ts, m in slack.messages.items() if "Alert flood" in m["text"])])
