@@ -103,6 +103,7 @@ class Campaign:
     models_now: dict[str, int] = field(default_factory=dict)
     model_share: dict[str, float] = field(default_factory=dict)
     model_windows: int = 0
+    model_first: dict[str, float] = field(default_factory=dict)
     pivot: dict[str, Any] | None = None
     pivot_until: float = -math.inf
 
@@ -488,13 +489,23 @@ class ClusterDetector:
             c.models_now = {}
             return
         shares = {m: n / total for m, n in c.models_now.items()}
-        if c.model_windows >= 2:
-            for m, sh in shares.items():
-                before = c.model_share.get(m, 0.0)
-                if sh >= 0.5 and before < 0.1:
-                    c.pivot = {"model": m, "share_now": round(sh, 3), "share_before": round(
-                        before, 3), "requests": total, "since": end - self._span}
-                    c.pivot_until = end + self.hold_windows * self._span
+        for m in shares:
+            c.model_first.setdefault(m, end)
+        for m, sh in shares.items():
+            first = c.model_first[m]
+            before = c.model_share.get(m, 0.0)
+            # A model the campaign started using after it was established, now carrying
+            # most of its traffic within hours of its first request.
+            if (
+                sh >= 0.5
+                and c.model_windows >= 2
+                and first - c.founded_ts >= 2 * self._span
+                and end - first <= 6 * 3600
+                and (c.pivot is None or c.pivot.get("model") != m)
+            ):
+                c.pivot = {"model": m, "share_now": round(sh, 3), "share_before": round(
+                    before, 3), "requests": total, "first_seen": first}
+                c.pivot_until = end + self.hold_windows * self._span
         for m in set(c.model_share) | set(shares):
             prev = c.model_share.get(m, 0.0)
             c.model_share[m] = prev + 0.3 * (shares.get(m, 0.0) - prev)

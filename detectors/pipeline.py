@@ -61,7 +61,7 @@ class Detection:
         Consecutive anomalous windows before an account finding: benign users burst for a
         minute, abuse keeps going.
     extraction_min_hourly, extraction_population_z
-        ``account_extraction`` fires for a young, extraction-like account whose requests
+        ``account_extraction`` fires for an extraction-like account whose requests
         over the last hour are at least ``extraction_min_hourly`` and this many robust
         standard deviations above its tier (catches accounts that harvest at full speed from
         their first minute, which have no history to depart from).
@@ -289,7 +289,10 @@ class Detection:
                 )
             base.learn_log(lreq, lout)
             hourly = base.hourly_requests
-            if young and extraction >= 0.7 and hourly >= self.extraction_min_hourly:
+            # A young account needs a harvest-like profile (0.7 includes its youth); an old
+            # one the full profile (0.6 of the 0.65 it can reach: single-turn, long answers,
+            # max_tokens stops) -- extraction blended into an established customer.
+            if extraction >= (0.7 if young else 0.6) and hourly >= self.extraction_min_hourly:
                 pop_z = self._population(tier).robust_z("log_hourly_requests", log1p(hourly))
                 # Hysteresis: a flagged account stays flagged at half the bar for an hour, so
                 # one harvest is one alert, not one per wobble around the threshold.

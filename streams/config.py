@@ -118,6 +118,28 @@ class DetectionConfig(_Section):
     account_persist: int = Field(
         2, ge=1, le=60, description="Consecutive anomalous windows before an account finding"
     )
+    extraction_min_hourly: float = Field(
+        20.0, ge=1, le=1_000_000, description="Requests in the last hour account_extraction needs"
+    )
+    extraction_population_z: float = Field(
+        3.0, gt=0, le=100,
+        description="Robust z of an account's hourly rate over its tier for account_extraction",
+    )
+    shift_min_hourly: float = Field(
+        20.0, ge=1, le=1_000_000,
+        description="Harvest-like answers in an hour for account_profile_shift",
+    )
+    shift_z: float = Field(
+        6.0, gt=0, le=1000, description="Poisson z over the usual hour for account_profile_shift"
+    )
+    shift_min_windows: int = Field(
+        30, ge=1, le=1_000_000,
+        description="Active windows of history before account_profile_shift can fire",
+    )
+    account_hold_s: float = Field(
+        3600.0, ge=0, le=7 * 86400,
+        description="An account finding is re-emitted this long (event time) after it fired",
+    )
     young_days: float = Field(
         30.0, gt=0, le=3650, description="Accounts younger than this (days) count as young"
     )
