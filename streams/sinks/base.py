@@ -167,7 +167,7 @@ class SinkRunner:
     def reject(self, env: Envelope, reason: str) -> None:
         """Give ``env`` up without queueing it (the queue is full): DLQ in the background,
         so the caller still does not wait."""
-        task = asyncio.ensure_future(self._give_up(env, reason, "queue full", 0))
+        task = asyncio.ensure_future(self._give_up(env, reason, "queue full", 0, entered=False))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -191,8 +191,11 @@ class SinkRunner:
         left = 0
         while not self._queue.empty():
             env = self._queue.get_nowait()
+            self.metrics.queued.labels(self.name).dec()
             left += 1
-            await self._give_up(env, "shutdown", "worker stopped before delivery", 0)
+            await self._give_up(
+                env, "shutdown", "worker stopped before delivery", 0, entered=False
+            )
         await self.sink.close()
         return left
 
@@ -261,12 +264,16 @@ class SinkRunner:
                 self._not_before = time.monotonic() + self.min_interval_s
             return
 
-    async def _give_up(self, env: Envelope, reason: str, error: str, attempts: int) -> None:
+    async def _give_up(
+        self, env: Envelope, reason: str, error: str, attempts: int, *, entered: bool = True
+    ) -> None:
+        """Count, tell the sink (if it ever saw ``env``) and dead-letter ``env``."""
         self.metrics.failed.labels(self.name).inc()
-        try:
-            await self.sink.on_dead(env, reason)
-        except Exception:
-            log.exception("sink %s on_dead hook failed", self.name)
+        if entered:
+            try:
+                await self.sink.on_dead(env, reason)
+            except Exception:
+                log.exception("sink %s on_dead hook failed", self.name)
         if self.dead_letter is None:
             log.error("sink %s dropped alert %s (%s): no dead-letter writer", self.name,
                       env.alert_id, reason)

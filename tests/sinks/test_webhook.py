@@ -155,3 +155,26 @@ def test_full_queue_spills_to_dlq_without_waiting(tmp_path):
     assert sorted(spilled + delivered) == sorted(f"account-a{i}-account_baseline"
                                                  for i in range(10))
     assert len(delivered) <= 4  # the queue (3) plus the one in flight
+
+
+def test_stop_dead_letters_what_is_left(tmp_path):
+    rx = WebhookReceiver(SECRET.encode(), fail_first=1000).start()  # never accepts
+
+    async def scenario(h: Harness) -> int:
+        await h.dispatcher.start()
+        for i in range(4):
+            await h.dispatcher.submit(change(f"a{i}"))
+        await asyncio.sleep(0.1)
+        return await h.dispatcher.stop(0.2)
+
+    try:
+        h = Harness(tmp_path, webhook_urls=f"{rx.base}/hook", webhook_secret=SECRET,
+                    max_attempts=1000)
+        asyncio.run(scenario(h))
+    finally:
+        rx.stop()
+    shut = [r["alert_id"] for r in h.dlq if r["sink"] == "webhook"]
+    # The one in flight and the three queued: all four, none lost, none twice.
+    assert sorted(shut) == sorted(f"account-a{i}-account_baseline" for i in range(4))
+    assert {r["reason"] for r in h.dlq if r["sink"] == "webhook"} == {"shutdown"}
+    assert h.metric("distillwatch_sink_queued", sink="webhook") == 0
