@@ -70,15 +70,14 @@ def _digits(v: np.ndarray, width: int) -> np.ndarray:
 def decimal(v: np.ndarray, width: int = 12, present: np.ndarray | None = None) -> Segment:
     """Non-negative integers in decimal, no padding (at most ``width`` digits)."""
     v = np.asarray(v, dtype=np.int64)
-    digits = np.maximum(np.searchsorted(_POW10[1:width], v, side="right") + 1, 1)
-    padded = np.concatenate([_digits(v, width), np.zeros((len(v), 1), np.uint8)], axis=1)
-    # Left-align: row i's digits start at column width - digits[i]; past its last digit the
-    # index lands on the zero column.
-    shift = (width - digits)[:, None] + np.arange(width)[None, :]
-    mat = np.take_along_axis(padded, np.minimum(shift, width), axis=1)
-    if present is None:
-        return mat, digits
-    return mat * present[:, None].astype(np.uint8), np.where(present, digits, 0)
+    # Zero-padded digits whose leading zeros become NUL (dropped when joined); the last
+    # digit always stays so 0 prints as "0".
+    keep = v[:, None] >= _POW10[width - 1 :: -1][None, :]
+    keep[:, -1] = True
+    if present is not None:
+        keep &= present[:, None]
+    mat = _digits(v, width) * keep
+    return mat, keep.sum(axis=1)
 
 
 def fixed_decimal(v: np.ndarray, width: int) -> Segment:

@@ -54,7 +54,7 @@ def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[bytes]:
     ua_t = table([f'"user_agent":{_j(u)},'.encode() for u in t.uas])
     model_t = table([f'"model":{_j(m.name)},'.encode() for m in sim.scenario.scenario.models])
     stop_t = table([b""] + [f',"stop_reason":"{s}"'.encode() for s in STOP_REASONS])
-    sysfp_values = np.asarray(t.sysfps or [0], dtype=np.uint64)
+    sys_t = table([b""] + [f',"system_prompt_fingerprint":"{v:016x}"'.encode() for v in t.sysfps])
     ev = sim.events
     n = len(ev)
     join = Joiner()
@@ -63,7 +63,7 @@ def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[bytes]:
         m = hi - lo
         e = ev.slice(lo, hi)
         ms = np.rint(e.ts * 1000.0).astype(np.int64)
-        conv, turn, sysfp = e.conv >= 0, e.turn > 0, e.sysfp >= 0
+        conv, turn = e.conv >= 0, e.turn > 0
         yield join([
             const(b'{"event_id":"ev', m), fixed_decimal(np.arange(lo, hi), 9),
             const(b'","ts":', m), decimal(ms // 1000, 11), const(b".", m),
@@ -77,9 +77,7 @@ def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[bytes]:
             when(const(b',"conversation_id":"cv', m), conv),
             hex64(e.conv, 10, present=conv), when(const(b'"', m), conv),
             when(const(b',"turn":', m), turn), decimal(e.turn, 3, present=turn),
-            when(const(b',"system_prompt_fingerprint":"', m), sysfp),
-            hex64(sysfp_values[np.maximum(e.sysfp, 0)], present=sysfp),
-            when(const(b'"', m), sysfp),
+            lookup(sys_t, e.sysfp + 1),
             const(b',"prompt_fingerprint":"', m), hex64(e.pfp), const(b'"}\n', m),
         ])
 
