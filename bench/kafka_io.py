@@ -109,19 +109,21 @@ async def floor(bootstrap: str, topic: str, n: int) -> dict[str, float]:
         counts: dict[str, int] = {}
         seen = 0
         t0 = None
+        c0 = 0.0
         loads = orjson.loads
         while seen < n:
             fetched = await cons.getmany(timeout_ms=200, max_records=10_000)
             if t0 is None and fetched:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
             for recs in fetched.values():
                 for r in recs:
                     a = loads(r.value)["account_id"]
                     counts[a] = counts.get(a, 0) + 1
                 seen += len(recs)
         dt = time.perf_counter() - (t0 or time.perf_counter())
+        cpu = time.process_time() - c0 if t0 is not None else 0.0
         return {"events": seen, "seconds": dt, "events_per_s": seen / dt if dt else 0.0,
-                "accounts": len(counts)}
+                "cpu_seconds": cpu, "accounts": len(counts)}
     finally:
         await cons.stop()
 

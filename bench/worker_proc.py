@@ -107,8 +107,10 @@ class WorkerProc:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def wait_consumed(self, n: int, timeout_s: float, poll_s: float = 0.2) -> dict[str, Any]:
-        """Poll until ``events_consumed`` reaches ``n``; time it from the first event."""
+    def wait_consumed(self, n: int, timeout_s: float, windows: int = 0,
+                      poll_s: float = 0.2) -> dict[str, Any]:
+        """Poll until ``events_consumed`` reaches ``n`` and ``windows`` windows have closed
+        (been scored); time it from the first event."""
         deadline = time.monotonic() + timeout_s
         t_first = c_first = cpu_first = None
         m: Metrics | None = None
@@ -121,10 +123,11 @@ class WorkerProc:
             c = total(m, "distillwatch_events_consumed_total")
             if c > 0 and t_first is None:
                 t_first, c_first, cpu_first = now, c, self.cpu_seconds()
-            if c >= n:
+            if c >= n and total(m, "distillwatch_windows_closed_total") >= windows:
                 dt = now - t_first
                 return {
                     "events": int(c),
+                    "timed_events": int(c - c_first),
                     "seconds": dt,
                     # The first poll already saw c_first events: count only what came after.
                     "events_per_s": (c - c_first) / dt if dt > 0 else float("nan"),
@@ -135,8 +138,23 @@ class WorkerProc:
                     "late": total(m, "distillwatch_events_late_total"),
                 }
             time.sleep(poll_s)
-        raise TimeoutError(f"worker consumed {m and total(m, 'distillwatch_events_consumed_total')}"
-                           f" of {n} events in {timeout_s}s; log tail:\n{self.log_tail()}")
+        closed = m and total(m, "distillwatch_windows_closed_total")
+        consumed = m and total(m, "distillwatch_events_consumed_total")
+        raise TimeoutError(f"worker closed {closed} of {windows} windows and consumed "
+                           f"{consumed} of {n} events in {timeout_s}s; log tail:\n"
+                           f"{self.log_tail()}")
+
+    def wait_windows(self, windows: int, timeout_s: float) -> float:
+        """Wait until ``windows`` windows have closed; return how many did."""
+        deadline = time.monotonic() + timeout_s
+        closed = 0.0
+        while time.monotonic() < deadline:
+            m = self.scrape()
+            closed = total(m, "distillwatch_windows_closed_total") if m else 0.0
+            if closed >= windows:
+                break
+            time.sleep(0.5)
+        return closed
 
     def log_tail(self) -> str:
         self._log.flush()
