@@ -182,6 +182,8 @@ class IngestStage:
         quiet = now - self._wall_at_last_event
         if quiet < self.cfg.windows.timer_s:
             return []
+        if not self._partition_ts:
+            return []  # every partition was revoked: nothing to move on
         return self._advance(max(self._partition_ts.values()) + quiet, now)
 
     def _advance(self, watermark: float, now: float) -> list[dict[str, Any]]:

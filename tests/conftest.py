@@ -97,9 +97,11 @@ class WorkerProcess:
                 time.sleep(0.2)
         raise AssertionError(f"worker metrics not up in {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 5000) -> str:
+        """The worker's output: its last ``tail`` characters, or all of it."""
         self._log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
+        text = self.log_path.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
