@@ -254,7 +254,8 @@ class Verdict:
     decisions: list[Decision] = field(default_factory=list)
     #: True when this change spent the last of the budget: raise the budget alert once.
     budget_exceeded: bool = False
-    #: Members of a cluster suspension that now waits for approval (allowlist applied).
+    #: Members of a cluster suspension that waits for approval (allowlist applied); also
+    #: set on later updates of a pending alert, so the approval covers the latest members.
     pending_members: list[str] | None = None
 
 
@@ -370,21 +371,24 @@ class PolicyEngine:
 
         size = int(change.get("member_count") or len(targets))
         if action == "suspend_cluster" and size > pol.approval_above_members:
-            if alert_id in self._pending:
-                out.decisions.append(
-                    Decision(None, api, "skipped", "already waiting for approval",
-                             idempotency_key=alert_id, rule=idx, count=len(targets))
-                )
-                return out
             allowed = []
+            excluded = []
             for acct in targets:
                 why = self._allowlisted(change, acct)
                 if why:
-                    out.decisions.append(Decision(acct, api, "skipped", why, rule=idx))
+                    excluded.append(Decision(acct, api, "skipped", why, rule=idx))
                 else:
                     allowed.append(acct)
-            self._pending.add(alert_id)
             out.pending_members = allowed
+            if alert_id in self._pending:
+                # The request stands; its member list follows the growing cluster.
+                out.decisions.append(
+                    Decision(None, api, "skipped", "already waiting for approval",
+                             idempotency_key=alert_id, rule=idx, count=len(allowed))
+                )
+                return out
+            out.decisions.extend(excluded)
+            self._pending.add(alert_id)
             out.decisions.append(
                 Decision(
                     None,

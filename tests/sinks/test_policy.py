@@ -118,9 +118,10 @@ def test_big_cluster_waits_for_approval_once():
     v = eng.decide(cl, agreeing=lambda a: 2)
     assert v.pending_members == [f"m{i}" for i in range(1, 8)]
     assert [d.decision for d in v.decisions] == ["skipped", "pending_approval"]
-    again = eng.decide({**cl, "state": "updated"}, agreeing=lambda a: 2)
-    assert again.pending_members is None
-    assert again.decisions[0].reason == "already waiting for approval"
+    grown = {**cl, "state": "updated", "members": cl["members"] + ["m8"], "member_count": 9}
+    again = eng.decide(grown, agreeing=lambda a: 2)
+    assert again.pending_members == [f"m{i}" for i in range(1, 9)]  # refreshed
+    assert [d.reason for d in again.decisions] == ["already waiting for approval"]
     approved = eng.decide_approved(cl["alert_id"], cl, v.pending_members)
     assert {d.decision for d in approved} == {"dry_run"} and len(approved) == 7
 
