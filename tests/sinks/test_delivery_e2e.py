@@ -3,6 +3,7 @@ in place, never duplicated), signed webhooks, and the audit records on the actio
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
@@ -163,3 +164,70 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
     finally:
         slack.stop()
         hook.stop()
+
+
+def test_coordinated_campaign_is_one_message_and_one_approval(
+    broker, worker_factory, tmp_path
+):
+    """200 young accounts on shared networks and cards, one templated request per hour each,
+    among 300 ordinary users: three hours of event time replayed through the worker with
+    production-sized windows. Default policy: dry-run, approval above 50 members."""
+    from streams.cli import main as cli
+    from tests.detectors.synth import benign, hydra, merged
+
+    topics, env = isolated_topics()
+    slack = SlackReceiver(token=TOKEN).start()
+    try:
+        worker = worker_factory(
+            **env,
+            DISTILLWATCH_WINDOWS__SIZE_S="60",
+            DISTILLWATCH_WINDOWS__LATENESS_S="10",
+            DISTILLWATCH_SINKS__SLACK_BOT_TOKEN=TOKEN,
+            DISTILLWATCH_SINKS__SLACK_CHANNEL="C-e2e",
+            DISTILLWATCH_SINKS__SLACK_API_URL=f"{slack.base}/api",
+            DISTILLWATCH_SINKS__SLACK_MIN_INTERVAL_S="0.05",
+            DISTILLWATCH_SINKS__APPROVALS_POLL_S="0.5",
+        )
+        start = time.time() - 3 * 3600 - 300
+        events = merged(hydra(n=200, hours=3, start=start), benign(n=300, hours=3, start=start))
+        produce(broker, topics.requests,
+                [(e.account_id.encode(), orjson.dumps(e.to_dict())) for e in events])
+
+        def pending(rs):
+            return [r for r in rs if r["decision"] == "pending_approval"]
+
+        actions = read_topic(broker, topics.actions, until=lambda rs: bool(pending(rs)),
+                             timeout=90)
+        [req] = pending(actions)
+        time.sleep(2.0)
+        alerts = read_topic(broker, topics.alerts, until=lambda rs: False, timeout=2)
+        campaign = {(r["entity_type"], r["entity_id"]) for r in alerts}
+        assert len(campaign) == 1 and next(iter(campaign))[0] == "cluster", campaign
+
+        # Slack: one message for the campaign, edited as it grew.
+        assert slack.invalid == []
+        assert [p["text"].split("] ")[1].split(":")[0] for p in slack.posts] == [
+            f"cluster {req['entity_id']}"
+        ]
+        assert slack.updates and {u["ts"] for u in slack.updates} == set(slack.messages)
+
+        # Nobody is suspended without a human: approve on the CLI, the worker applies it
+        # (dry-run: the suspensions are recorded, not executed).
+        approvals = tmp_path / "data" / "approvals.json"
+        assert cli(["actions", "approve", req["alert_id"], "--file", str(approvals),
+                    "--by", "oncall", "--note", "e2e"]) == 0
+        members = len(json.loads(approvals.read_text())["approvals"][req["alert_id"]]["members"])
+        assert members > 50
+
+        def suspended(rs):
+            return [r for r in rs if r["action"] == "suspend" and r["decision"] == "dry_run"]
+
+        actions = read_topic(broker, topics.actions,
+                             until=lambda rs: len(suspended(rs)) >= members, timeout=30)
+        assert len(suspended(actions)) == members, worker.log()
+        assert len({r["account_id"] for r in suspended(actions)}) == members
+        [ok] = [r for r in actions if r["decision"] == "approved"]
+        assert ok["by"] == "oncall" and ok["note"] == "e2e" and ok["count"] == members
+        assert not [r for r in actions if r["decision"] in ("executed", "failed")]
+    finally:
+        slack.stop()
