@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from streams.sinks.errors import DeliveryError
 from streams.sinks.policy import Decision
-from streams.sinks.transport import post
+from streams.sinks.transport import HttpSession, post
 
 __all__ = ["AccountApi"]
 
@@ -28,24 +27,18 @@ class AccountApi:
     def __init__(self, url: str, auth: str | None = None, *, timeout_s: float = 10.0) -> None:
         self._url = url
         self._auth = auth
-        self.timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._http = HttpSession(timeout_s)
 
     def __repr__(self) -> str:
         return "AccountApi()"
 
     async def setup(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-        )
+        await self._http.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def act(self, d: Decision, change: Mapping[str, Any], severity: str) -> None:
-        assert self._session is not None, "setup() first"
         assert d.idempotency_key is not None
         body = {
             "action": d.action,
@@ -60,7 +53,7 @@ class AccountApi:
             headers["Authorization"] = self._auth
         try:
             await post(
-                self._session, self._url, data=orjson.dumps(body), headers=headers,
+                self._http.session, self._url, data=orjson.dumps(body), headers=headers,
                 what="account api",
             )
         except DeliveryError as err:

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 
 from detectors.findings import severity_rank
@@ -32,7 +31,7 @@ from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
 from streams.sinks.errors import DeliveryError
 from streams.sinks.slack_blocks import esc, render
-from streams.sinks.transport import post
+from streams.sinks.transport import HttpSession, post
 
 __all__ = ["SlackGroups", "SlackSink"]
 
@@ -248,9 +247,8 @@ class SlackSink(Sink):
         self._token = bot_token
         self.channel = channel
         self.api_url = api_url.rstrip("/")
-        self.timeout_s = timeout_s
         self.groups = SlackGroups()
-        self._session: aiohttp.ClientSession | None = None
+        self._http = HttpSession(timeout_s)
         self._current: tuple[str, Group | None, bool] | None = None
         self.new_per_minute = new_per_minute
         self.clock = clock
@@ -262,14 +260,10 @@ class SlackSink(Sink):
         return f"SlackSink(mode={self.mode})"
 
     async def setup(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-        )
+        await self._http.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def send(self, env: Envelope) -> int:
         # Fold once per envelope: the runner calls send again after a failed attempt.
@@ -359,9 +353,9 @@ class SlackSink(Sink):
         return 1
 
     async def _post_webhook(self, payload: dict[str, Any]) -> None:
-        assert self._session is not None and self._webhook_url is not None
+        assert self._webhook_url is not None
         await post(
-            self._session,
+            self._http.session,
             self._webhook_url,
             data=orjson.dumps(payload),
             headers={"Content-Type": "application/json"},
@@ -374,9 +368,8 @@ class SlackSink(Sink):
         g.channel = str(resp.get("channel") or self.channel)
 
     async def _api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        assert self._session is not None
         resp = await post(
-            self._session,
+            self._http.session,
             f"{self.api_url}/{method}",
             data=orjson.dumps(body),
             headers={

@@ -16,11 +16,35 @@ import aiohttp
 
 from streams.sinks.errors import DeliveryError
 
-__all__ = ["Response", "parse_retry_after", "post"]
+__all__ = ["HttpSession", "Response", "parse_retry_after", "post"]
 
 # A server asking for longer than this is treated as this; the runner retries anyway.
 _MAX_RETRY_AFTER_S = 300.0
 _BODY_SNIPPET = 120
+
+
+class HttpSession:
+    """One aiohttp session per destination, opened inside the running loop."""
+
+    def __init__(self, timeout_s: float = 10.0) -> None:
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HttpSession.open() first")
+        return self._session
 
 
 @dataclass(frozen=True, slots=True)

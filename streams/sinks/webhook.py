@@ -28,12 +28,11 @@ import hashlib
 import hmac
 import time
 
-import aiohttp
 import orjson
 
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
-from streams.sinks.transport import post
+from streams.sinks.transport import HttpSession, post
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -101,19 +100,15 @@ class WebhookSink(Sink):
         self._url = url
         self._secret = secret.encode()
         self.index = index
-        self.timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._http = HttpSession(timeout_s)
 
     def __repr__(self) -> str:  # never show the URL
         return f"WebhookSink(index={self.index})"
 
     async def setup(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout_s)
-        )
+        await self._http.open()
 
     async def send(self, env: Envelope) -> int:
-        assert self._session is not None, "setup() first"
         body = orjson.dumps(env.body())
         ts = int(time.time())
         headers = {
@@ -123,10 +118,8 @@ class WebhookSink(Sink):
             SIGNATURE_HEADER: sign(self._secret, ts, body),
             DELIVERY_HEADER: env.delivery_id,
         }
-        await post(self._session, self._url, data=body, headers=headers, what=repr(self))
+        await post(self._http.session, self._url, data=body, headers=headers, what=repr(self))
         return 1
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
