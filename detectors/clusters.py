@@ -266,7 +266,7 @@ class ClusterDetector:
         hold = self.hold_windows * self._span
         for c in self.campaigns.values():
             if end - c.last_active <= hold:
-                out.append(self._finding(c, start, end))
+                out.extend(self._findings(c, start, end))
             if c.pivot is not None and end <= c.pivot_until:
                 out.append(self._pivot_finding(c, start, end))
         if self._cw_start is not None and end >= self._cw_start + self._span:
@@ -513,6 +513,36 @@ class ClusterDetector:
         c.models_now = {}
 
     # -- findings --------------------------------------------------------------------------------
+
+    def _findings(self, c: Campaign, start: float, end: float) -> list[Finding]:
+        """The campaign's finding; a campaign larger than ``max_members`` is listed in parts
+        (``<id>``, ``<id>/2``, ...), each with up to ``max_members`` members, so every member
+        is on record however big the campaign grows."""
+        f = self._finding(c, start, end)
+        members = list(c.members)
+        cap = self.max_members
+        if len(members) <= cap:
+            return [f]
+        parts = (len(members) + cap - 1) // cap
+        out = []
+        for i in range(parts):
+            chunk = members[i * cap : (i + 1) * cap]
+            out.append(
+                Finding(
+                    f.entity_type,
+                    c.id if i == 0 else f"{c.id}/{i + 1}",
+                    f.detector,
+                    start,
+                    end,
+                    f.score,
+                    f.threshold,
+                    f.severity,
+                    {**f.evidence, "part": i + 1, "parts": parts, "campaign_id": c.id},
+                    member_count=len(members),
+                    members=chunk,
+                )
+            )
+        return out
 
     def _finding(self, c: Campaign, start: float, end: float) -> Finding:
         n = len(c.members)

@@ -92,3 +92,14 @@ def test_account_ramp_opens_one_alert_with_evidence():
     assert ev["features"]["requests"] > 10 * ev["baseline"]["requests"]
     assert ev["signals"][0]["score"] >= ev["threshold"]
     assert opened[0]["severity"] in ("warning", "critical")
+
+
+def test_a_campaign_bigger_than_the_member_cap_is_listed_in_parts():
+    h = hydra(n=150, hours=2, seed=9)
+    changes = _run(merged(h, benign(n=50, hours=2)), max_members=60)
+    ids = {c["entity_id"] for c in changes if c["detector"] == "cluster_campaign"}
+    base = min(ids, key=len)
+    assert {base, f"{base}/2", f"{base}/3"} <= ids
+    listed = _flagged([c for c in changes if c["detector"] == "cluster_campaign"])
+    assert all(len(c["members"]) <= 60 for c in changes if c["entity_type"] == "cluster")
+    assert len(listed & {e.account_id for e in h}) >= 0.95 * 150
