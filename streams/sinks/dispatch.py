@@ -176,10 +176,6 @@ class Dispatcher:
             return 0
         assert isinstance(runner.sink, SuspensionSink)
         envs = await runner.sink.poll_approvals()
-        self._offer_all(envs, runner)
-        return len(envs)
-
-    def _offer_all(self, envs: list[Envelope], runner: SinkRunner) -> None:
         for env in envs:
-            if not runner.offer(env):
-                runner.reject(env, "queue_full")
+            self._offer(env, [runner])
+        return len(envs)

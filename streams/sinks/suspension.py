@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streams.sinks.account_api import AccountApi
@@ -21,6 +21,7 @@ from streams.sinks.approvals import ApprovalStore
 from streams.sinks.audit import AuditWriter, audit_record
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
+from streams.sinks.errors import DeliveryError
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.policy import Decision, PolicyEngine
 
@@ -60,6 +61,18 @@ def budget_alert(
             "dry_run": dry_run,
         },
     }
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one envelope still has to do, in order: audit records, the approval request,
+    the budget alert, then the API calls."""
+
+    records: list[tuple[Decision, dict[str, Any]]] = field(default_factory=list)
+    pending: dict[str, Any] | None = None
+    alert: dict[str, Any] | None = None
+    execs: list[Decision] = field(default_factory=list)
+    called: bool = False  # the API call of execs[0] succeeded; its audit record is due
 
 
 class SuspensionSink(Sink):
@@ -106,7 +119,7 @@ class SuspensionSink(Sink):
         self.store = store
         self.raise_alert = raise_alert
         self.metrics = metrics
-        self._plans: dict[str, list[Decision]] = {}
+        self._plans: dict[str, _Plan] = {}
         self._queued_approvals: set[str] = set()
 
     @property
@@ -128,33 +141,68 @@ class SuspensionSink(Sink):
             env.change, d, severity=env.severity, detectors=env.detectors, dry_run=self.dry_run,
             **kw,
         )
+        try:
+            await self.audit(rec)
+        except Exception as err:
+            # The trail must be complete: retry (the plan resumes at this record).
+            raise DeliveryError(
+                f"audit write failed: {type(err).__name__}", retriable=True
+            ) from err
         if self.metrics is not None:
             self.metrics.actions.labels(rec["action"], rec["decision"]).inc()
-        await self.audit(rec)
 
     async def send(self, env: Envelope) -> int:
         if env.system:
             return 0
+        # Decide once; then work through the plan step by step, so a retry after any failed
+        # step (audit write, approval file, API call) resumes instead of deciding again.
         plan = self._plans.get(env.delivery_id)
         if plan is None:
-            plan = self._plans[env.delivery_id] = await self._plan(env)
+            plan = self._plans[env.delivery_id] = self._decide(env)
+        while plan.records:
+            d, kw = plan.records[0]
+            await self._write(env, d, **kw)
+            plan.records.pop(0)
+        if plan.pending is not None:
+            if self.store is not None:
+                self.store.add_pending(plan.pending)
+            plan.pending = None
+        if plan.alert is not None:
+            if self.raise_alert is not None:
+                await self.raise_alert(plan.alert)
+            plan.alert = None
         calls = 0
-        while plan:
-            d = plan[0]
-            assert self.api is not None
-            await self.api.act(d, env.change, env.severity)
-            calls += 1
-            plan.pop(0)
+        while plan.execs:
+            d = plan.execs[0]
+            if not plan.called:
+                assert self.api is not None
+                await self.api.act(d, env.change, env.severity)
+                calls += 1
+                plan.called = True
             await self._write(env, d, decision="executed")
+            plan.execs.pop(0)
+            plan.called = False
         del self._plans[env.delivery_id]
         self._finish_approval(env, "executed")
         return calls
 
     async def on_dead(self, env: Envelope, reason: str) -> None:
-        for d in self._plans.pop(env.delivery_id, []):
+        plan = self._plans.pop(env.delivery_id, None)
+        execs = list(plan.execs) if plan is not None else []
+        records: list[tuple[Decision, dict[str, Any]]] = []
+        if plan is not None and plan.called and execs:
+            # Done at the API; only its record was missing.
+            records.append((execs.pop(0), {"decision": "executed"}))
+        for d in execs:
             if d.idempotency_key is not None:
                 self.engine.forget(d.idempotency_key)
-            await self._write(env, d, decision="failed", reason=f"{reason}: {d.reason}")
+            records.append((d, {"decision": "failed", "reason": f"{reason}: {d.reason}"}))
+        for d, kw in records:
+            try:
+                await self._write(env, d, **kw)
+            except DeliveryError:
+                log.error("alert %s: audit record for %s lost (%s)", env.alert_id,
+                          d.idempotency_key, kw["decision"])
         self._finish_approval(env, f"failed ({reason})")
 
     def _finish_approval(self, env: Envelope, result: str) -> None:
@@ -163,10 +211,10 @@ class SuspensionSink(Sink):
             self.store.mark_processed(rec["alert_id"], result)
             self._queued_approvals.discard(rec["alert_id"])
 
-    async def _plan(self, env: Envelope) -> list[Decision]:
+    def _decide(self, env: Envelope) -> _Plan:
         approval = env.extra.get("approval")
         if approval is not None:
-            return await self._plan_approved(env, approval)
+            return self._decide_approved(env, approval)
         ag = self.agreement
         snapshot = env.extra.get("agreeing") or {}
 
@@ -175,31 +223,28 @@ class SuspensionSink(Sink):
             return ag.independent(ag.for_account(acct)) if n is None else int(n)
 
         verdict = self.engine.decide(env.change, agreeing=agreeing, severity=env.severity)
-        plan = []
+        plan = _Plan()
         for d in verdict.decisions:
             if d.decision == "execute":
-                plan.append(d)
+                plan.execs.append(d)
             else:
-                await self._write(env, d)
+                plan.records.append((d, {}))
         if verdict.pending_members is not None:
             if self.store is None:
                 log.warning("alert %s needs approval but no approval store", env.alert_id)
-            else:
-                self.store.add_pending(
-                    {
-                        "alert_id": env.alert_id,
-                        "entity_id": env.entity_id,
-                        "detector": env.detector,
-                        "severity": env.severity,
-                        "agreeing_detectors": list(env.detectors),
-                        "member_count": env.change.get("member_count"),
-                        "members": verdict.pending_members,
-                        "action": "suspend",
-                        "change": {k: v for k, v in env.change.items() if k != "members"},
-                        "dashboard_url": env.dashboard_url,
-                        "runbook_url": env.runbook_url,
-                    }
-                )
+            plan.pending = {
+                "alert_id": env.alert_id,
+                "entity_id": env.entity_id,
+                "detector": env.detector,
+                "severity": env.severity,
+                "agreeing_detectors": list(env.detectors),
+                "member_count": env.change.get("member_count"),
+                "members": verdict.pending_members,
+                "action": "suspend",
+                "change": {k: v for k, v in env.change.items() if k != "members"},
+                "dashboard_url": env.dashboard_url,
+                "runbook_url": env.runbook_url,
+            }
         now = self.engine.clock()
         if self.metrics is not None:
             self.metrics.breaker_open.set(1 if self.engine.breaker.is_open(now) else 0)
@@ -207,26 +252,23 @@ class SuspensionSink(Sink):
             b = self.engine.policy.breaker
             log.error("suspension hook: action budget exceeded (%s per %ss)", b.max_actions,
                       b.interval_s)
-            if self.raise_alert is not None:
-                await self.raise_alert(
-                    budget_alert(now=now, max_actions=b.max_actions, interval_s=b.interval_s,
-                                 dry_run=self.dry_run)
-                )
+            plan.alert = budget_alert(now=now, max_actions=b.max_actions,
+                                      interval_s=b.interval_s, dry_run=self.dry_run)
         return plan
 
-    async def _plan_approved(self, env: Envelope, rec: dict[str, Any]) -> list[Decision]:
+    def _decide_approved(self, env: Envelope, rec: dict[str, Any]) -> _Plan:
         members = [str(m) for m in rec.get("members") or ()]
         summary = Decision(None, "suspend", "skipped", "", rec["alert_id"], count=len(members))
-        await self._write(
-            env, summary, decision="approved", reason=f"approved by {rec.get('decided_by')}",
-            by=rec.get("decided_by"), note=rec.get("note"),
-        )
-        plan = []
+        plan = _Plan()
+        plan.records.append((summary, {
+            "decision": "approved", "reason": f"approved by {rec.get('decided_by')}",
+            "by": rec.get("decided_by"), "note": rec.get("note"),
+        }))
         for d in self.engine.decide_approved(rec["alert_id"], env.change, members):
             if d.decision == "execute":
-                plan.append(d)
+                plan.execs.append(d)
             else:
-                await self._write(env, d)
+                plan.records.append((d, {}))
         return plan
 
     async def poll_approvals(self) -> list[Envelope]:

@@ -187,3 +187,37 @@ def test_api_down_fails_to_dlq_and_audits_failure(tmp_path):
     [failed] = _by_decision(h.audit, "failed")
     assert failed["account_id"] == "a1" and "permanent_error" in failed["reason"]
     assert [(r["sink"], r["reason"]) for r in h.dlq] == [("suspension", "permanent_error")]
+
+
+def test_failed_steps_resume_without_deciding_twice(tmp_path):
+    api = AccountApiReceiver(AUTH).start()
+    try:
+        h = Harness(tmp_path, policy=LIVE, account_api_url=f"{api.base}/v1/actions",
+                    account_api_auth=AUTH)
+        writes = {"n": 0}
+        real = h.dispatcher.suspension.sink.audit
+
+        async def flaky(rec):
+            writes["n"] += 1
+            if writes["n"] in (1, 3):  # the broker hiccups twice
+                raise ConnectionError("broker away")
+            await real(rec)
+
+        h.dispatcher.suspension.sink.audit = flaky
+        cl = change("tmpl:t", entity_type="cluster", detector="template_cluster",
+                    severity="critical", members=["vip", "a1", "a2"])
+        asyncio.run(h.run([change("a1", detector="fingerprint", severity="critical"), cl]))
+    finally:
+        api.stop()
+    # Every decision recorded once, every call made once, nothing dead-lettered.
+    assert [(r["account_id"], r["action"], r["decision"]) for r in h.audit] == [
+        ("a1", "flag", "executed"),
+        ("vip", "suspend", "skipped"),
+        ("a1", "suspend", "executed"),
+        ("a2", "flag", "executed"),
+    ]
+    assert [(a["action"], a["account_id"]) for a in api.actions] == [
+        ("flag", "a1"), ("suspend", "a1"), ("flag", "a2")
+    ]
+    assert h.dlq == []
+    assert h.metric("distillwatch_sink_retried_total", sink="suspension") == 2
