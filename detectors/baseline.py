@@ -28,8 +28,8 @@ from array import array
 from functools import lru_cache
 from typing import Any, Final
 
+from detectors.rate import OLD_LEVEL, RateParams, rate_learn, rate_z
 from detectors.rate import STATE_SIZE as RATE_SIZE
-from detectors.rate import RateParams, rate_learn, rate_z
 
 __all__ = ["STATE_SIZE", "AccountBaseline", "account_params"]
 
@@ -117,6 +117,7 @@ class AccountBaseline:
         s[_FIRST_SEEN] = math.nan
         s[_LAST_TS] = math.nan
         s[_LAST_FLAG] = -math.inf
+        s[_REQ + OLD_LEVEL] = s[_OUT + OLD_LEVEL] = math.nan
         if prior:
             for off, name in ((_REQ, "requests"), (_OUT, "output_tokens")):
                 if name in prior:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "OLD_LEVEL",
     "STATE_SIZE",
     "RateDetector",
     "RateParams",
@@ -47,16 +48,31 @@ __all__ = [
 ]
 
 #: Floats of state per series.
-STATE_SIZE: Final = 10
+STATE_SIZE: Final = 12
 # Offsets into the state.
-(_N, _LEVEL, _SCALE, _SLOW, _SLOW_SCALE, _QUANTUM, _PREV, _RUN_N, _RUN_SUM, _TAIL) = range(
-    STATE_SIZE
-)
+(
+    _N,
+    _LEVEL,
+    _SCALE,
+    _SLOW,
+    _SLOW_SCALE,
+    _QUANTUM,
+    _PREV,
+    _RUN_N,
+    _RUN_SUM,
+    _TAIL,
+    _OLD,
+    _SHIFT_AT,
+) = range(STATE_SIZE)
 # |z| that Gaussian noise exceeds 1 % of the time; a heavier tail widens the scale.
 _GAUSS_Q99: Final = 2.576
 # Mean absolute deviation -> standard deviation for Gaussian noise.
 _MAD_TO_STD: Final = 1.2533
 _MAX_Z: Final = 1e4
+#: Offset of the "level before the last shift" slot (NaN when there is none).
+OLD_LEVEL: Final = _OLD
+# Values after a level shift during which a return to the previous regime is a known state.
+_RECALL: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +119,16 @@ def _floor(p: RateParams, level: float, quantum: float) -> float:
     return f if f > tiny else tiny
 
 
+def _near_old(
+    x: float, old: float, level: float, scale: float, p: RateParams, quantum: float
+) -> bool:
+    # Within two standard deviations of the previous regime, and far from the current one.
+    std = _MAD_TO_STD * scale
+    fl = _floor(p, level, quantum)
+    std = std if std > fl else fl
+    return abs(x - old) <= 2.0 * std < abs(old - level)
+
+
 def rate_z(s: MutableSequence[float], p: RateParams, x: float, off: int = 0) -> float:
     """Signed robust z of ``x`` (the larger of the fast and the down-weighted slow view);
     0 before ``grace_period`` values. One-sided params give 0 below the level.
@@ -115,6 +141,15 @@ def rate_z(s: MutableSequence[float], p: RateParams, x: float, off: int = 0) -> 
     if not p.two_sided and x <= level and x <= slow:
         return 0.0
     quantum = s[off + _QUANTUM]
+    old = s[off + _OLD]
+    if (
+        old == old
+        and s[off + _N] - s[off + _SHIFT_AT] <= _RECALL
+        and _near_old(x, old, level, s[off + _SCALE], p, quantum)
+    ):
+        # Back to the regime before the last level shift: a known state, not a surprise
+        # (an on/off client, a batch job that ended).
+        return 0.0
     # Heavy-tailed noise makes big |z| common; scale z down by how much heavier the series'
     # own 99th percentile of |z| is than Gaussian noise's.
     tail = s[off + _TAIL] / _GAUSS_Q99
@@ -160,6 +195,7 @@ def rate_learn(s: MutableSequence[float], p: RateParams, x: float, off: int = 0)
     s[off + _N] = n
     if n == 1.0:
         s[off + _LEVEL] = s[off + _SLOW] = s[off + _PREV] = x
+        s[off + _OLD] = math.nan
         return
     step = abs(x - s[off + _PREV])
     s[off + _PREV] = x
@@ -177,6 +213,20 @@ def rate_learn(s: MutableSequence[float], p: RateParams, x: float, off: int = 0)
     tail = s[off + _TAIL]
     limit = p.clip_z * std * (tail / _GAUSS_Q99 if tail > _GAUSS_Q99 else 1.0)
     run = s[off + _RUN_N]
+    old = s[off + _OLD]
+    if (
+        warm
+        and old == old
+        and n - s[off + _SHIFT_AT] <= _RECALL
+        and abs(r) > limit
+        and _near_old(x, old, level, scale, p, quantum)
+    ):
+        # Returning to the previous regime: jump back at once (and remember this one).
+        s[off + _OLD] = level
+        s[off + _SHIFT_AT] = n
+        s[off + _LEVEL] = s[off + _SLOW] = x
+        s[off + _RUN_N] = s[off + _RUN_SUM] = 0.0
+        return
     if warm:
         # Stochastic-gradient estimate of the 99th percentile of |z|.
         q = tail or _GAUSS_Q99
@@ -193,6 +243,8 @@ def rate_learn(s: MutableSequence[float], p: RateParams, x: float, off: int = 0)
                 s[off + _RUN_SUM] = x
             if abs(run) >= p.shift_run:
                 # A sustained shift: jump both levels to the new regime instead of crawling.
+                s[off + _OLD] = level
+                s[off + _SHIFT_AT] = n
                 s[off + _LEVEL] = s[off + _SLOW] = s[off + _RUN_SUM] / abs(run)
                 s[off + _RUN_N] = s[off + _RUN_SUM] = 0.0
             else:
@@ -322,6 +374,7 @@ class RateDetector:
         del params["transform"]
         self._params = RateParams(**params)
         self._state: list[float] = [0.0] * STATE_SIZE
+        self._state[_OLD] = math.nan
 
     def _value(self, x: dict[str, Any]) -> float | None:
         v = float(x["value"])

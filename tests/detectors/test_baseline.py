@@ -14,8 +14,8 @@ def test_state_per_account_is_well_under_a_kilobyte():
         b.observe(w * 60.0, w * 60.0 + 30, 3, 900, 1.0, 0.2, 0.0, 1)
     # Measured two ways: live object sizes and the serialised form a state store keeps.
     assert b.nbytes() == sys.getsizeof(b) + sys.getsizeof(b._s)
-    assert b.nbytes() < 600
-    assert len(pickle.dumps(b)) < 400
+    assert b.nbytes() < 700
+    assert len(pickle.dumps(b)) < 500
 
 
 def test_cohort_prior_scores_a_brand_new_account_at_once():
