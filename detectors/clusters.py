@@ -60,7 +60,7 @@ class _Agg:
     __slots__ = ("members", "orgs", "output_tokens", "regular", "requests", "susp_aw", "young")
 
     def __init__(self) -> None:
-        self.members: dict[str, bool] = {}  # account -> young
+        self.members: dict[str, tuple[bool, str | None]] = {}  # account -> (young, org)
         self.young = 0
         self.regular = 0
         self.susp_aw = 0
@@ -81,7 +81,7 @@ class _KeyState:
         # Suspicious members of the last hour (account -> young), so a key flagged now
         # also names the members it had before the alarm: at one request per hour, most
         # of a campaign was seen in earlier cluster windows.
-        self.recent: dict[str, bool] = {}
+        self.recent: dict[str, tuple[bool, str | None]] = {}
 
 
 @dataclass(slots=True)
@@ -93,6 +93,7 @@ class Campaign:
     keys: dict[Key, int] = field(default_factory=dict)  # key -> suspicious members seen
     members: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
     young: set[str] = field(default_factory=set)
+    orgs: dict[str | None, int] = field(default_factory=dict)  # members per declared org
     last_active: float = 0.0
     requests: int = 0
     output_tokens: int = 0
@@ -219,7 +220,7 @@ class ClusterDetector:
             agg.requests += requests
             agg.output_tokens += output_tokens
             if account_id not in agg.members:
-                agg.members[account_id] = young
+                agg.members[account_id] = (young, org)
                 agg.young += young
                 agg.regular += regular
                 agg.orgs[org] = agg.orgs.get(org, 0) + 1
@@ -234,6 +235,7 @@ class ClusterDetector:
                     c = self.campaigns[cid]
                     if account_id not in c.members:
                         c.members[account_id] = None
+                        c.orgs[org] = c.orgs.get(org, 0) + 1
                         self._acct_campaign.setdefault(account_id, cid)
                         if young:
                             c.young.add(account_id)
@@ -265,7 +267,7 @@ class ClusterDetector:
         out = []
         hold = self.hold_windows * self._span
         for c in self.campaigns.values():
-            if end - c.last_active <= hold:
+            if end - c.last_active <= hold and not self._customer(c):
                 out.extend(self._findings(c, start, end))
             if c.pivot is not None and end <= c.pivot_until:
                 out.append(self._pivot_finding(c, start, end))
@@ -281,6 +283,14 @@ class ClusterDetector:
         base = st.ew_susp if st is not None else 0.0
         z = (n - base) / math.sqrt(base + 1.0)
         return n, share, z
+
+    def _customer(self, c: Campaign) -> bool:
+        """Mostly old accounts of one declared organisation: a customer's own keys."""
+        n = len(c.members)
+        if not n or not c.orgs:
+            return False
+        org, top = max(c.orgs.items(), key=lambda kv: kv[1])
+        return org is not None and top >= 0.6 * n and len(c.young) < 0.3 * n
 
     def _org_dominated(self, agg: _Agg) -> bool:
         n = len(agg.members)
@@ -394,9 +404,10 @@ class ClusterDetector:
             self._add_members(c, k, agg)
             st = self._keys.get(k)
             if st is not None and st.recent and k[0] in STRONG_KINDS:
-                for acct, young in st.recent.items():
+                for acct, (young, org) in st.recent.items():
                     if acct not in c.members:
                         c.members[acct] = None
+                        c.orgs[org] = c.orgs.get(org, 0) + 1
                         self._acct_campaign.setdefault(acct, cid)
                         if young:
                             c.young.add(acct)
@@ -415,6 +426,8 @@ class ClusterDetector:
         a.keys.update({k: max(v, a.keys.get(k, 0)) for k, v in b.keys.items()})
         a.members.update(b.members)
         a.young |= b.young
+        for o, v in b.orgs.items():
+            a.orgs[o] = a.orgs.get(o, 0) + v
         a.requests += b.requests
         a.output_tokens += b.output_tokens
         a.max_z = max(a.max_z, b.max_z)
@@ -426,18 +439,19 @@ class ClusterDetector:
 
     def _add_members(self, c: Campaign, k: Key, agg: _Agg) -> None:
         new = 0
-        for a in agg.members:
+        for a, (_, org) in agg.members.items():
             if a in c.members:
                 continue
             # Weak keys (a busy ASN, a common agent) add only accounts another key links.
             if k[0] not in STRONG_KINDS and a not in self._acct_campaign:
                 continue
             c.members[a] = None
+            c.orgs[org] = c.orgs.get(org, 0) + 1
             self._acct_campaign.setdefault(a, c.id)
             new += 1
         c.keys[k] = max(c.keys.get(k, 0), len(agg.members))
         if agg.young:
-            c.young.update(a for a, y in agg.members.items() if y and a in c.members)
+            c.young.update(a for a, (y, _) in agg.members.items() if y and a in c.members)
         c.window_members = max(c.window_members, len(agg.members))
         c.window_share = max(c.window_share, agg.susp_aw / max(self._tot.get(k, 0), 1))
         c.regular = max(c.regular, agg.regular)
