@@ -84,9 +84,11 @@ def assemble(
     out = np.where(limited, 0, out)
     lat = np.where(status == 200, latency_ms(ctx.rng, inp, out), ctx.rng.uniform(20, 200, n))
 
+    # Caps match the writer's digit widths (simulator/writer.py).
     cols = {"ts": ts, "acct": acct, "model": model, "inp": np.minimum(inp, 9_999_999),
-            "out": np.minimum(out, 9_999_999), "status": status, "stop": stop, "latency": lat,
-            "conv": conv, "turn": turn, "sysfp": sysfp, "pfp": pfp, "net": net, "ua": ua,
+            "out": np.minimum(out, 9_999_999), "status": status, "stop": stop,
+            "latency": np.minimum(lat, 9_999_999), "conv": conv, "turn": np.minimum(turn, 999),
+            "sysfp": sysfp, "pfp": pfp, "net": net, "ua": ua,
             "key": key}
     return Batch(**{
         c: np.broadcast_to(np.asarray(v).astype(Batch.DTYPES[c], copy=False), (n,)).copy()
