@@ -420,10 +420,10 @@ class Detection:
         young: bool,
     ) -> Finding:
         score = max(scores.values())
-        # A rate departure alone is common in benign traffic (apps burst); it pages only when
-        # the account is young or extraction-like, or the departure is extreme.
-        suspect = young or extraction >= self.suspicious
-        if score >= self.account_critical_z and young and extraction >= self.suspicious:
+        # A rate departure alone is common in benign traffic (apps burst, new users try
+        # things); it pages only when the account is extraction-like or the departure extreme.
+        suspect = extraction >= self.suspicious
+        if score >= self.account_critical_z and young and suspect:
             severity = "critical"
         elif suspect or score >= self.account_critical_z:
             severity = "warning"
