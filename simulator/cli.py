@@ -4,7 +4,7 @@ To a file (sorted by ``ts``; same seed, same bytes)::
 
     distillwatch simulate scenarios/tiny.toml --seed 1 --out events.jsonl --labels labels.jsonl
 
-To Kafka (key = account_id), times shifted so the first event is "now"::
+To Kafka (key = account_id); paced runs start "now", unpaced ones end "now"::
 
     distillwatch simulate scenarios/tiny.toml --broker kafka://127.0.0.1:9092 --speed 60
 """
@@ -36,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     pace.add_argument("--realtime", action="store_true", help="with --broker: same as --speed 1")
     p.add_argument(
-        "--align", choices=("start", "end", "none"), default="start",
-        help="with --broker: shift times so the first event is now (start, default), the "
-        "last event is now (end: whole history in the past, for a fast backfill), or keep them",
+        "--align", choices=("auto", "start", "end", "none"), default="auto",
+        help="with --broker: shift times so the first event is now (start), the last event "
+        "is now (end: the whole history in the past, for a fast backfill), or keep them; "
+        "auto (default) is start when paced (--speed/--realtime) and end otherwise, so an "
+        "unpaced run never sends events from the future",
     )
 
 
@@ -123,8 +125,10 @@ def _to_broker(args: argparse.Namespace, sim: object) -> int:
     cfg = config_from_args(args)
     topic = args.topic or cfg.topics.requests
     ts = sim.events.ts
-    if len(ts) and args.align != "none":
-        anchor = float(ts[0]) if args.align == "start" else float(ts[-1])
+    paced = args.realtime or args.speed is not None
+    align = ("start" if paced else "end") if args.align == "auto" else args.align
+    if len(ts) and align != "none":
+        anchor = float(ts[0]) if align == "start" else float(ts[-1])
         shift(sim, time.time() - anchor)
     if args.labels:
         from simulator.writer import write_labels
