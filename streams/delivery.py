@@ -16,6 +16,7 @@ moves alert changes into in-memory queues. Deliveries a sink gives up on go to
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -72,7 +73,8 @@ def build_dispatcher(
     if slack_url or slack_token:
         slack = SlackSink(webhook_url=slack_url, bot_token=slack_token, channel=s.slack_channel,
                           api_url=s.slack_api_url, timeout_s=s.request_timeout_s,
-                          new_per_minute=s.slack_new_messages_per_minute)
+                          new_per_minute=s.slack_new_messages_per_minute,
+                          state_path=Path(cfg.worker.data_dir) / "slack_messages.json")
         slack_mode = slack.mode
         runners.append(runner(slack, s.slack_min_interval_s))
     secret = s.secret("webhook_secret")

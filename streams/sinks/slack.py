@@ -18,10 +18,14 @@ and the token are credentials: they are never logged (errors name the sink as ``
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
@@ -33,7 +37,9 @@ from streams.sinks.errors import DeliveryError
 from streams.sinks.slack_blocks import esc, render
 from streams.sinks.transport import HttpSession, post
 
-__all__ = ["SlackGroups", "SlackSink"]
+__all__ = ["MessageLog", "SlackGroups", "SlackSink"]
+
+log = logging.getLogger(__name__)
 
 _RETRIABLE_API_ERRORS = frozenset(
     {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
@@ -55,6 +61,7 @@ class Group:
     posted: bool = False
     sent_digest: tuple[Any, ...] | None = None
     sent_severity: str | None = None
+    restored: bool = False
 
     @property
     def resolved(self) -> bool:
@@ -104,8 +111,11 @@ class SlackGroups:
     def __len__(self) -> int:
         return len(self._groups)
 
-    def fold(self, env: Envelope) -> tuple[Group | None, bool]:
-        """Apply one change; return its group and whether the message needs syncing."""
+    def fold(self, env: Envelope, *, known: bool = False) -> tuple[Group | None, bool]:
+        """Apply one change; return its group and whether the message needs syncing.
+
+        ``known``: the entity has a message from before a restart, so even a resolution
+        without a group in memory has a message to update."""
         resolved = env.state == "resolved"
         key = (env.entity_type, env.entity_id)
         if env.entity_type != "cluster" and key not in self._groups:
@@ -119,7 +129,7 @@ class SlackGroups:
                 return cluster, False
         g = self._groups.get(key)
         if g is None:
-            if resolved:
+            if resolved and not known:
                 return None, False
             g = self._groups[key] = Group(key)
             while len(self._groups) > self.max_groups:
@@ -203,6 +213,56 @@ class _Digest:
         }
 
 
+class MessageLog:
+    """Which entities have a Slack message (channel, ts, severity), kept in a small JSON file
+    so that after a restart the worker edits a campaign's message instead of posting a
+    second one. Written atomically after each post; capped at ``max_entries``."""
+
+    def __init__(self, path: str | Path | None, max_entries: int = 10_000) -> None:
+        self.path = Path(path) if path is not None else None
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    @staticmethod
+    def _key(key: tuple[str, str]) -> str:
+        return f"{key[0]}|{key[1]}"
+
+    def load(self) -> None:
+        if self.path is None:
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            log.warning("slack message log unreadable (%s): starting empty", type(err).__name__)
+            return
+        self._entries = OrderedDict(data.get("messages", {}))
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        return self._entries.get(self._key(key))
+
+    def put(self, g: Group) -> None:
+        k = self._key(g.key)
+        self._entries[k] = {"channel": g.channel, "ts": g.ts, "severity": g.sent_severity}
+        self._entries.move_to_end(k)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        self._save()
+
+    def pop(self, key: tuple[str, str]) -> None:
+        if self._entries.pop(self._key(key), None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps({"messages": self._entries}))
+        os.replace(tmp, self.path)
+
+
 class SlackSink(Sink):
     """Post alert groups to Slack (see the module docstring for the two modes).
 
@@ -223,6 +283,8 @@ class SlackSink(Sink):
         the channel.
     clock
         Monotonic clock (injected in tests).
+    state_path
+        File of the :class:`MessageLog` (None: in memory only).
     """
 
     name = "slack"
@@ -237,6 +299,7 @@ class SlackSink(Sink):
         timeout_s: float = 10.0,
         new_per_minute: int = 10,
         clock: Callable[[], float] = time.monotonic,
+        state_path: str | Path | None = None,
     ) -> None:
         if bot_token and not channel:
             raise ValueError("slack: a bot token needs sinks.slack_channel")
@@ -255,11 +318,13 @@ class SlackSink(Sink):
         self._new_times: deque[float] = deque()
         self._suppressed: set[tuple[str, str]] = set()
         self._digest = _Digest()
+        self.messages = MessageLog(state_path)
 
     def __repr__(self) -> str:  # never show the URL or token
         return f"SlackSink(mode={self.mode})"
 
     async def setup(self) -> None:
+        self.messages.load()
         await self._http.open()
 
     async def close(self) -> None:
@@ -268,16 +333,24 @@ class SlackSink(Sink):
     async def send(self, env: Envelope) -> int:
         # Fold once per envelope: the runner calls send again after a failed attempt.
         if self._current is None or self._current[0] != env.delivery_id:
-            g, sync = self.groups.fold(env)
+            known = self.messages.get((env.entity_type, env.entity_id)) is not None
+            g, sync = self.groups.fold(env, known=known)
             self._current = (env.delivery_id, g, sync)
         _, g, sync = self._current
         if g is None or not sync:
             return 0
+        if not g.posted and not g.restored:
+            g.restored = True
+            known = self.messages.get(g.key)
+            if known is not None:  # posted before a restart: keep editing that message
+                g.posted, g.channel, g.ts = True, known["channel"], known["ts"]
+                g.sent_severity = known["severity"]
         if g.key in self._suppressed or (not g.posted and self._over_budget(g)):
             return await self._suppress(g)
         sent = await self._sync(g)
         if g.resolved:
             self.groups.drop(g)
+            self.messages.pop(g.key)
         return sent
 
     def _over_budget(self, g: Group) -> bool:
@@ -347,9 +420,12 @@ class SlackSink(Sink):
             if escalated:
                 payload["text"] = "Escalated: " + payload["text"]
             await self._post_webhook(payload)
+        remember = not g.posted or g.sent_severity != severity
         g.posted = True
         g.sent_digest = digest
         g.sent_severity = severity
+        if remember:
+            self.messages.put(g)
         return 1
 
     async def _post_webhook(self, payload: dict[str, Any]) -> None:

@@ -141,3 +141,38 @@ def test_flood_guard_digests_new_entities_past_the_budget(tmp_path):
                      "Alert flood: 5+ more alerting entities not posted individually"]
     assert "`account lone-3`" in str(slack.messages[next(
         ts for ts, m in slack.messages.items() if "Alert flood" in m["text"])])
+
+
+def test_restart_keeps_editing_the_same_message(tmp_path):
+    """A worker restart loses the in-memory groups; the message log in data_dir keeps the
+    campaign on its one message (bot mode edits it; webhook mode does not post again)."""
+    cl = change("tmpl:r", entity_type="cluster", detector="template_cluster",
+                members=MEMBERS, score=8.0)
+    upd = {**cl, "state": "updated", "score": 16.0, "ts": cl["ts"] + 60}
+    slack = SlackReceiver(token="xoxb-r").start()
+    try:
+        for batch in ([cl], [upd]):  # two worker lifetimes, one data_dir
+            h = Harness(tmp_path, slack_bot_token="xoxb-r", slack_channel="C1",
+                        slack_api_url=slack.base + "/api")
+            asyncio.run(h.run(batch))
+        assert len(slack.posts) == 1 and len(slack.updates) == 1
+        assert slack.updates[0]["ts"] == next(iter(slack.messages))
+        resolved = {**upd, "state": "resolved", "ts": cl["ts"] + 600}
+        h = Harness(tmp_path, slack_bot_token="xoxb-r", slack_channel="C1",
+                    slack_api_url=slack.base + "/api")
+        asyncio.run(h.run([resolved]))
+        assert "RESOLVED" in slack.updates[-1]["text"]
+        # Resolved: forgotten, so the entity's next incident is a new message.
+        assert "tmpl:r" not in (tmp_path / "data" / "slack_messages.json").read_text()
+    finally:
+        slack.stop()
+
+    hook_dir = tmp_path / "webhook-mode"
+    slack = SlackReceiver().start()
+    try:
+        for batch in ([cl], [upd]):
+            h = Harness(hook_dir, slack_webhook_url=slack.base + "/services/x")
+            asyncio.run(h.run(batch))
+    finally:
+        slack.stop()
+    assert len(slack.posts) == 1
