@@ -29,6 +29,7 @@ _HEADER_MAX = 150
 _TEXT_MAX = 2900
 _SAMPLE = 8
 _SIGNALS = 3
+_SHARED = 4
 
 
 def esc(text: Any) -> str:
@@ -72,6 +73,20 @@ def _evidence_lines(change: Mapping[str, Any]) -> list[str]:
             if name in base:
                 line += f", baseline {_num(base[name])}"
         lines.append(line)
+    shared = ev.get("shared_attributes") or []
+    if shared:
+        parts = [
+            f"{esc(a.get('kind', 'key'))} `{esc(a.get('key'))}` ({_num(a.get('members'))})"
+            for a in shared[:_SHARED]
+        ]
+        more = f" and {len(shared) - _SHARED} more" if len(shared) > _SHARED else ""
+        lines.append("• *shared by members*: " + "; ".join(parts) + more)
+    harvest = ev.get("harvest") or {}
+    if harvest:
+        lines.append(
+            "• *harvest in the window*: "
+            + ", ".join(f"{_num(v)} {esc(k).replace('_', ' ')}" for k, v in harvest.items())
+        )
     return lines
 
 
