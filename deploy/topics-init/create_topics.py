@@ -8,10 +8,10 @@ from what the workers expect.
 
 Every topic gets ``topics.partitions`` partitions except ``findings``, which gets exactly one:
 the alert agent keeps each alert's lifecycle in one place, and the window-close watermarks
-it receives must stay in order. Faust's internal topics (the tables' changelogs, compacted,
-and its leader-election topic) are created here too, with ``--replication-factor``
-replicas: left to Faust they would get its default of one replica, and a broker loss would
-then lose detector state.
+it receives must stay in order. The worker's internal topics (the account-state changelog
+and Faust's table changelogs, compacted, and Faust's leader-election topic) are created here
+too, with ``--replication-factor`` replicas: left to the worker they would get one replica,
+and a broker loss would then lose detector state.
 
 The script is idempotent. It never adds partitions to an existing topic: Kafka maps a key to
 ``hash(key) % partitions``, so growing ``requests`` moves accounts between partitions and
@@ -77,13 +77,23 @@ def leader_topic(app_id: str) -> str:
 
 
 def changelog_plan(cfg: Config) -> list[TopicPlan]:
-    """Faust's internal topics for the worker: its tables' changelogs, read from the app
-    itself so a new table is covered without editing this script, and its one-partition
+    """The worker's internal topics: the account-state changelog (partitioned like
+    ``requests``, docs/state.md), Faust's table changelogs, read from the app itself so a
+    new table is covered without editing this script, and Faust's one-partition
     leader-election topic. Building the app opens no connection."""
     from streams.app import build_app
+    from streams.state import changelog_topic
 
     app = build_app(cfg)
-    out = [TopicPlan(leader_topic(app.conf.id), 1, {}, True)]
+    out = [
+        TopicPlan(
+            changelog_topic(cfg.worker.app_id),
+            cfg.topics.partitions,
+            {"cleanup.policy": "compact"},
+            True,
+        ),
+        TopicPlan(leader_topic(app.conf.id), 1, {}, True),
+    ]
     for table in app.tables.values():
         topic = table.changelog_topic
         partitions = topic.partitions or app.conf.topic_partitions

@@ -116,6 +116,11 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
     }
     assert changelogs, "the worker has no Faust table"
     assert _partitions(broker, list(changelogs)) == changelogs
+    # The account-state changelog, partitioned like requests (streams/state.py).
+    from streams.state import changelog_topic
+
+    account = changelog_topic(cfg.worker.app_id)
+    assert _partitions(broker, [account]) == {account: cfg.topics.partitions}
     # Faust's leader topic, under the name Faust itself uses.
     leader = app._leader_assignor._leader_topic_name
     assert _partitions(broker, [leader]) == {leader: 1}
@@ -134,8 +139,12 @@ def test_refuses_a_requests_topic_with_other_partitions(broker: EmbeddedBroker) 
     assert grown.returncode == 1
     # Problems are the lines the script prints itself; log lines carry a timestamp.
     problems = [ln for ln in grown.stderr.splitlines() if ln.startswith("topics-init: ")]
-    assert len(problems) == 1
-    assert f"{cfg.topics.requests}: has {cfg.topics.partitions} partitions" in problems[0]
+    # requests and the account-state changelog partitioned like it: both must match.
+    from streams.state import changelog_topic
+
+    refused = sorted(ln.split(": ")[1] for ln in problems)
+    assert refused == sorted([cfg.topics.requests, changelog_topic(cfg.worker.app_id)])
+    assert all(f"has {cfg.topics.partitions} partitions" in ln for ln in problems)
     # Topics where the count is harmless only warn.
     assert f"{cfg.topics.alerts}: has {cfg.topics.partitions} partitions" in grown.stderr
     assert _partitions(broker, [cfg.topics.requests])[cfg.topics.requests] == cfg.topics.partitions
