@@ -142,7 +142,7 @@ class ClusterDetector:
         self,
         window_s: float = 60.0,
         cluster_windows: int = 10,
-        min_members: int = 8,
+        min_members: int = 6,
         min_share: float = 0.5,
         min_z: float = 4.0,
         suspicious: float = 0.5,

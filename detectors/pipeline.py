@@ -107,7 +107,7 @@ class Detection:
         young_days: float = 30.0,
         suspicious: float = 0.5,
         cluster_windows: int = 10,
-        cluster_min_members: int = 8,
+        cluster_min_members: int = 6,
         cluster_min_share: float = 0.5,
         cluster_min_z: float = 4.0,
         cluster_critical_members: int = 20,

@@ -151,7 +151,7 @@ class DetectionConfig(_Section):
         10, ge=1, le=1440, description="Account windows per cluster window (key aggregates)"
     )
     cluster_min_members: int = Field(
-        8, ge=2, le=100_000,
+        6, ge=2, le=100_000,
         description="Distinct suspicious members a key needs in a cluster window to be flagged",
     )
     cluster_min_share: float = Field(
