@@ -60,11 +60,11 @@ class TopicPlan:
 def plan(
     cfg: Config, requests_retention_ms: int = DEFAULT_REQUESTS_RETENTION_MS
 ) -> list[TopicPlan]:
-    """The topics, partition counts and topic configs that ``cfg`` implies."""
+    """The topics, partition counts and topic configs that ``cfg`` implies. Partition counts
+    come from ``TopicsConfig.layout``, the same the worker uses when it creates topics."""
     t = cfg.topics
     out = []
-    for name in t.all():
-        partitions = 1 if name == t.findings else t.partitions
+    for name, partitions in t.layout().items():
         configs = {"retention.ms": str(requests_retention_ms)} if name == t.requests else {}
         strict = name in (t.requests, t.findings)
         out.append(TopicPlan(name, partitions, configs, strict))
