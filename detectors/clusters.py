@@ -132,6 +132,9 @@ class ClusterDetector:
         young accounts; otherwise it is a warning.
     hold_windows
         Cluster windows a campaign stays active after its keys last showed suspects.
+    critical_harvest_tokens
+        Output tokens harvested by a campaign's suspicious members from which it is critical
+        whatever its members' age.
     baseline_alpha
         Weight of the newest cluster window in a key's baseline.
     max_members
@@ -149,6 +152,7 @@ class ClusterDetector:
         critical_members: int = 20,
         critical_young_share: float = 0.5,
         hold_windows: int = 9,
+        critical_harvest_tokens: float = 50_000_000.0,
         baseline_alpha: float = 0.1,
         max_members: int = 10_000,
     ) -> None:
@@ -161,6 +165,7 @@ class ClusterDetector:
         self.critical_members = critical_members
         self.critical_young_share = critical_young_share
         self.hold_windows = hold_windows
+        self.critical_harvest_tokens = critical_harvest_tokens
         self.baseline_alpha = baseline_alpha
         self.max_members = max_members
         self._span = window_s * cluster_windows
@@ -561,7 +566,11 @@ class ClusterDetector:
     def _finding(self, c: Campaign, start: float, end: float) -> Finding:
         n = len(c.members)
         young_share = len(c.young) / max(n, 1)
-        critical = n >= self.critical_members and young_share >= self.critical_young_share
+        # Critical on departure (a big young cluster) or on totals (whatever the accounts'
+        # age, a harvest this large is a campaign worth a page).
+        critical = (
+            n >= self.critical_members and young_share >= self.critical_young_share
+        ) or c.output_tokens >= self.critical_harvest_tokens
         shared = sorted(c.keys.items(), key=lambda kv: -kv[1])
         signals = [
             {"signal": "suspicious_members_in_window", "score": c.window_members},

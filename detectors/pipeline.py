@@ -79,7 +79,8 @@ class Detection:
     suspicious
         Extraction-likeness (0..1) from which an account is a suspicious cluster member.
     cluster_windows, cluster_min_members, cluster_min_share, cluster_min_z,
-    cluster_critical_members, cluster_critical_young_share, cluster_hold_windows
+    cluster_critical_members, cluster_critical_young_share, cluster_hold_windows,
+    cluster_critical_harvest_tokens
         See :class:`~detectors.clusters.ClusterDetector`.
     template_min_accounts, template_max_bits
         See :class:`~detectors.templates.TemplateIndex`.
@@ -113,6 +114,7 @@ class Detection:
         cluster_critical_members: int = 20,
         cluster_critical_young_share: float = 0.5,
         cluster_hold_windows: int = 9,
+        cluster_critical_harvest_tokens: float = 50_000_000.0,
         template_min_accounts: int = 4,
         template_max_bits: int = 10,
         population_min_accounts: int = 30,
@@ -148,6 +150,7 @@ class Detection:
             critical_members=cluster_critical_members,
             critical_young_share=cluster_critical_young_share,
             hold_windows=cluster_hold_windows,
+            critical_harvest_tokens=cluster_critical_harvest_tokens,
             max_members=max_members,
         )
         self.windows_closed = 0

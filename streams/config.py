@@ -172,6 +172,10 @@ class DetectionConfig(_Section):
         9, ge=1, le=1000,
         description="Cluster windows a campaign stays open after its members were last seen",
     )
+    cluster_critical_harvest_tokens: float = Field(
+        50_000_000.0, gt=0, le=1e15,
+        description="Output tokens a campaign has harvested from which it is critical",
+    )
     template_min_accounts: int = Field(
         4, ge=2, le=10_000,
         description="Distinct accounts with near-duplicate prompts that found a template group",
