@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -90,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"broker: {broker.url}", flush=True)
     metrics_port = args.metrics_port if args.metrics_port else free_port()
-    env = {**os.environ, **DEMO_ENV}
+    # A fresh state directory: the embedded broker keeps nothing between runs, so state on
+    # disk from an earlier demo would describe a stream that no longer exists.
+    data_dir = tempfile.mkdtemp(prefix="distillwatch-demo-")
+    env = {**os.environ, **DEMO_ENV, "DISTILLWATCH_WORKER__DATA_DIR": data_dir}
     worker = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--broker", broker.url,
          "--metrics-port", str(metrics_port)],
@@ -140,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             worker.kill()
         producer.join(timeout=5)
         broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     took = "none" if first_alert is None else f"{first_alert:.1f} s"
     print(f"demo stopped after {time.time() - t0:.0f} s; time to first alert: {took}")
     return 0

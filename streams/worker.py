@@ -6,7 +6,13 @@ import argparse
 import logging
 import os
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from streams.broker import create_topics
 from streams.config_cmd import config_from_args
@@ -46,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_create_topics:
         create_topics(cfg.broker.bootstrap, cfg.topics.layout())
     registry = CollectorRegistry()
+    # process_* (memory, CPU, open files) and python_* for the pipeline-health dashboard.
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     server, _thread = start_http_server(cfg.metrics.port, addr=cfg.metrics.host, registry=registry)
     port = server.server_port
     print(f"metrics: http://{cfg.metrics.host}:{port}/metrics", flush=True)
