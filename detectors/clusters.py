@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from detectors.findings import Finding
@@ -57,7 +58,16 @@ __all__ = ["Campaign", "ClusterDetector"]
 class _Agg:
     """One key in the current cluster window."""
 
-    __slots__ = ("members", "orgs", "output_tokens", "regular", "requests", "susp_aw", "young")
+    __slots__ = (
+        "members",
+        "orgs",
+        "output_tokens",
+        "regular",
+        "requests",
+        "susp_aw",
+        "synced",
+        "young",
+    )
 
     def __init__(self) -> None:
         self.members: dict[str, tuple[bool, str | None]] = {}  # account -> (young, org)
@@ -67,6 +77,7 @@ class _Agg:
         self.requests = 0
         self.output_tokens = 0
         self.orgs: dict[str | None, int] = {}
+        self.synced = 0  # members already folded into the key's campaign
 
 
 class _KeyState:
@@ -443,20 +454,23 @@ class ClusterDetector:
             self._key_campaign[k] = into
 
     def _add_members(self, c: Campaign, k: Key, agg: _Agg) -> None:
-        new = 0
-        for a, (_, org) in agg.members.items():
+        # Members are insertion-ordered: only those added since the last call are new here.
+        weak = k[0] not in STRONG_KINDS
+        for a, (young, org) in islice(agg.members.items(), agg.synced, None):
             if a in c.members:
+                if young:
+                    c.young.add(a)
                 continue
             # Weak keys (a busy ASN, a common agent) add only accounts another key links.
-            if k[0] not in STRONG_KINDS and a not in self._acct_campaign:
+            if weak and a not in self._acct_campaign:
                 continue
             c.members[a] = None
             c.orgs[org] = c.orgs.get(org, 0) + 1
             self._acct_campaign.setdefault(a, c.id)
-            new += 1
+            if young:
+                c.young.add(a)
+        agg.synced = len(agg.members)
         c.keys[k] = max(c.keys.get(k, 0), len(agg.members))
-        if agg.young:
-            c.young.update(a for a, (y, _) in agg.members.items() if y and a in c.members)
         c.window_members = max(c.window_members, len(agg.members))
         c.window_share = max(c.window_share, agg.susp_aw / max(self._tot.get(k, 0), 1))
         c.regular = max(c.regular, agg.regular)
