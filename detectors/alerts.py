@@ -9,10 +9,10 @@ Examples
 >>> from detectors.findings import Finding
 >>> book = AlertBook(window_s=60, quiet_windows=2)
 >>> f = Finding("account", "a1", "account_baseline", 0, 60, 9.0, 6.0, "warning")
->>> book.observe(f)["state"]
-'opened'
->>> book.observe(f) is None  # redelivered: same window, nothing new
-True
+>>> [c["state"] for c in book.observe(f)]
+['opened']
+>>> book.observe(f)  # redelivered: same window, nothing new
+[]
 >>> [c["state"] for c in book.tick(60 + 2 * 60)]
 ['resolved']
 """
@@ -114,14 +114,24 @@ class AlertBook:
             out["members"] = (f.members or [])[: self.max_members]
         return out
 
-    def observe(self, f: Finding) -> dict[str, Any] | None:
-        """Fold one finding in; return the state change it causes, if any."""
+    def observe(self, f: Finding) -> list[dict[str, Any]]:
+        """Fold one finding in; return the state changes it causes (none, one, or a
+        ``resolved`` for the previous episode followed by a new ``opened``)."""
         key = (f.entity_type, f.entity_id, f.detector)
         if f.window_end <= self._done_until.get(key, float("-inf")):
-            return None
+            return []
         self._done_until[key] = f.window_end
         self._dirty.add(key)
+        out: list[dict[str, Any]] = []
         o = self._open.get(key)
+        quiet_until = o.last_window_end + self.quiet_windows * self.window_s if o else 0.0
+        if o is not None and f.window_start >= quiet_until:
+            # Enough quiet windows passed before this one: that episode ended, whether or not a
+            # tick saw the gap. Deciding it from the windows alone keeps alert ids independent
+            # of how the caller batches windows and ticks (worker and replay agree).
+            del self._open[key]
+            out.append(self._change("resolved", o, quiet_until))
+            o = None
         if o is None:
             o = _Open(
                 alert_id(f.entity_type, f.entity_id, f.detector, f.window_start),
@@ -133,7 +143,8 @@ class AlertBook:
                 f,
             )
             self._open[key] = o
-            return self._change("opened", o, f.window_end)
+            out.append(self._change("opened", o, f.window_end))
+            return out
         o.last_window_end = f.window_end
         o.last = f
         changed = severity_rank(f.severity) > severity_rank(o.severity)
@@ -147,7 +158,9 @@ class AlertBook:
         ):
             o.member_count = f.member_count
             changed = True
-        return self._change("updated", o, f.window_end) if changed else None
+        if changed:
+            out.append(self._change("updated", o, f.window_end))
+        return out
 
     def refresh(self, ts: float) -> list[dict[str, Any]]:
         """An ``updated`` change for every open alert whose newest finding was folded in

@@ -575,7 +575,7 @@ class Monitor:
         self._due = float("-inf")
 
     def _fold(self, findings: Iterable[Finding], watermark: float) -> list[dict[str, Any]]:
-        changes = [c for f in findings if (c := self.alerts.observe(f)) is not None]
+        changes = [c for f in findings for c in self.alerts.observe(f)]
         changes.extend(self.alerts.tick(watermark))
         return changes
 

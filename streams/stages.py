@@ -261,8 +261,7 @@ class AlertStage:
             changes = self.book.tick(float(msg["ts"]))
         elif kind == "finding":
             fields = {k: v for k, v in msg.items() if k != "type"}
-            change = self.book.observe(Finding.from_dict(fields))
-            changes = [change] if change is not None else []
+            changes = self.book.observe(Finding.from_dict(fields))
         else:
             return []
         for c in changes:

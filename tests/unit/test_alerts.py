@@ -16,11 +16,11 @@ def f(w: int, score: float = 8.0, sev: str = "warning", entity: str = "a1", memb
 
 def test_lifecycle_open_update_resolve_and_deterministic_id():
     book = AlertBook(window_s=60, quiet_windows=2)
-    opened = book.observe(f(0))
+    (opened,) = book.observe(f(0))
     assert opened["state"] == "opened"
     assert opened["alert_id"] == alert_id("account", "a1", "det", 0.0)
-    assert book.observe(f(1, score=8.5)) is None  # small change folded in silently
-    up = book.observe(f(2, score=20.0, sev="critical"))
+    assert book.observe(f(1, score=8.5)) == []  # small change folded in silently
+    (up,) = book.observe(f(2, score=20.0, sev="critical"))
     assert up["state"] == "updated" and up["severity"] == "critical"
     assert up["alert_id"] == opened["alert_id"]
     assert book.tick(3 * 60 + 60) == []  # one quiet window only
@@ -34,18 +34,35 @@ def test_redelivered_findings_never_open_a_second_alert():
     first = [book.observe(f(w)) for w in range(3)]
     book.tick(10_000)
     again = [book.observe(f(w)) for w in range(3)]
-    assert again == [None, None, None]
-    assert first[0]["state"] == "opened"
+    assert again == [[], [], []]
+    assert first[0][0]["state"] == "opened"
     # A genuinely new window opens a new alert, with a new id.
-    new = book.observe(f(200))
-    assert new["state"] == "opened" and new["alert_id"] != first[0]["alert_id"]
+    (new,) = book.observe(f(200))
+    assert new["state"] == "opened" and new["alert_id"] != first[0][0]["alert_id"]
+
+
+def test_a_long_gap_resolves_without_a_tick_so_batching_cannot_change_ids():
+    """Worker and replay tick at different moments; the episode boundary must not depend on
+    it. Windows 0 and 5 with quiet_windows=2: two episodes, whether or not a tick came between."""
+    ticked = AlertBook(window_s=60, quiet_windows=2)
+    batched = AlertBook(window_s=60, quiet_windows=2)
+    a = ticked.observe(f(0)) + ticked.tick(4 * 60) + ticked.observe(f(5))
+    b = batched.observe(f(0)) + batched.observe(f(5))
+    assert [c["state"] for c in a] == [c["state"] for c in b] == ["opened", "resolved", "opened"]
+    assert [c["alert_id"] for c in a] == [c["alert_id"] for c in b]
+    # A gap shorter than quiet_windows stays one episode.
+    one = AlertBook(window_s=60, quiet_windows=2)
+    assert [c["state"] for c in one.observe(f(0)) + one.observe(f(2, score=30))] == [
+        "opened",
+        "updated",
+    ]
 
 
 def test_cluster_alerts_carry_capped_members():
     book = AlertBook(window_s=60, max_members=3)
-    change = book.observe(f(0, members=[f"m{i}" for i in range(10)], entity="c1"))
+    (change,) = book.observe(f(0, members=[f"m{i}" for i in range(10)], entity="c1"))
     assert change["member_count"] == 10 and change["members"] == ["m0", "m1", "m2"]
-    grown = book.observe(f(1, members=[f"m{i}" for i in range(20)], entity="c1"))
+    (grown,) = book.observe(f(1, members=[f"m{i}" for i in range(20)], entity="c1"))
     assert grown["state"] == "updated" and grown["member_count"] == 20
 
 
