@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import orjson
 
-from detectors.events import InvalidEvent, event_from_dict
+from detectors.events import InvalidEvent, parse_event
 from detectors.pipeline import Monitor
 from streams.config import Config
 
@@ -75,14 +75,10 @@ def _events(lines: Iterable[bytes], stats: ReplayStats) -> Iterator[Any]:
             continue
         stats.lines += 1
         try:
-            obj = orjson.loads(line)
-            ts = obj.get("ts") if isinstance(obj, dict) else None
-            now = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else 0.0
-            if not math.isfinite(now):
-                now = 0.0
-            ev = event_from_dict(obj, now=now, max_future_s=math.inf, max_past_s=math.inf)
-        except orjson.JSONDecodeError:
-            reason, msg = "not_json", "not valid JSON"
+            # Unbounded time checks: any finite ts is plausible in a file. parse_event
+            # decodes straight into Event (msgspec), several times faster than loads + dict.
+            ev = parse_event(line, now=0.0, max_future_s=math.inf, max_past_s=math.inf,
+                             max_bytes=len(line))
         except InvalidEvent as err:
             reason, msg = err.reason, str(err)
         else:
