@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from streams.broker import free_port
-from tests.conftest import isolated_topics, produce, read_topic
+from tests.conftest import isolated_topics, produce, read_topic, stop_process
 from tests.observability.promql import ROOT, RULE_FILES, Expr, all_exprs, tool
 
 pytestmark = pytest.mark.integration
@@ -116,9 +116,7 @@ class Alertmanager:
         return self.log_path.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
+        stop_process(self.proc)
         self._log.close()
 
 
@@ -197,13 +195,7 @@ class Prometheus:
         raise AssertionError(f"{promql} never satisfied the check; last {vals}\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
