@@ -37,12 +37,16 @@ def const(text: bytes, n: int) -> Segment:
 
 
 def table(items: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """A lookup table: padded byte matrix and lengths."""
-    width = max((len(b) for b in items), default=0) or 1
+    """A lookup table: NUL-padded byte matrix and lengths."""
+    lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    width = int(lens.max()) if len(items) and lens.max() > 0 else 1
     mat = np.zeros((len(items), width), dtype=np.uint8)
-    for i, b in enumerate(items):
-        mat[i, : len(b)] = np.frombuffer(b, dtype=np.uint8)
-    return mat, np.array([len(b) for b in items], dtype=np.int64)
+    flat = np.frombuffer(b"".join(items), dtype=np.uint8)
+    if len(flat):
+        rows = np.repeat(np.arange(len(items)), lens)
+        cols = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+        mat[rows, cols] = flat
+    return mat, lens
 
 
 def lookup(items: list[bytes] | tuple[np.ndarray, np.ndarray], idx: np.ndarray) -> Segment:
