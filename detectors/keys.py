@@ -2,7 +2,7 @@
 
 A key is a ``(kind, value, ...)`` tuple. Kinds: ``ip24`` (IPv4 /24, or IPv6 /48), ``asn``,
 ``ua`` (user agent), ``pay`` (payment fingerprint), ``org``, ``sys`` (system-prompt
-fingerprint), ``cohort`` (signup day x ASN) and ``tpl`` (discovered prompt template, see
+fingerprint), ``cohort`` (signup hour x ASN) and ``tpl`` (discovered prompt template, see
 :mod:`detectors.templates`). Tuples hash their interned strings once, so computing the keys
 of an account-window costs well under a microsecond per key.
 
@@ -10,7 +10,7 @@ Examples
 --------
 >>> from detectors.events import Event
 >>> ev = Event("a", 90000.0, "m", 1, 1, ip="203.0.113.7", asn=64500, user_agent="ua/1",
-...            payment_fingerprint="pf1", account_created_ts=86500.0)
+...            payment_fingerprint="pf1", account_created_ts=3700.0)
 >>> cluster_keys(ev)
 [('ip24', '203.0.113'), ('asn', 64500), ('ua', 'ua/1'), ('pay', 'pf1'), ('cohort', 1, 64500)]
 >>> key_label(("cohort", 1, 64500))
@@ -36,7 +36,7 @@ KIND_NAMES: Final = {
     "pay": "payment fingerprint",
     "org": "organisation",
     "sys": "system-prompt fingerprint",
-    "cohort": "signup cohort (creation day x ASN)",
+    "cohort": "signup cohort (creation hour x ASN)",
     "tpl": "prompt template (discovered)",
 }
 #: Kinds that name one operator almost by themselves (used to add members to a campaign).
@@ -81,7 +81,9 @@ def cluster_keys(ev: Event) -> list[Key]:
     if ev.system_prompt_fingerprint is not None:
         out.append(("sys", ev.system_prompt_fingerprint))
     if ev.account_created_ts is not None:
-        out.append(("cohort", int(ev.account_created_ts // 86400), asn))
+        # Signup hour, not day: accounts opened in one burst share it, while two operators
+        # renting the same big cloud the same week do not.
+        out.append(("cohort", int(ev.account_created_ts // 3600), asn))
     return out
 
 
