@@ -46,40 +46,49 @@ def _account_fragments(sim: Simulation) -> tuple[list[str], list[str]]:
 
 
 def event_lines(sim: Simulation, chunk: int = 20_000) -> Iterator[bytes]:
-    """Yield the events file in blocks of ``chunk`` lines."""
+    """Yield the events file in blocks of ``chunk`` lines, in order."""
     t = sim.tables
     frags, _ = _account_fragments(sim)
-    acct_t = table([f.encode() for f in frags])
-    net_t = table([f'"ip":"{ip}","asn":{asn},"country":"{cc}",'.encode() for ip, asn, cc in t.nets])
-    ua_t = table([f'"user_agent":{_j(u)},'.encode() for u in t.uas])
-    model_t = table([f'"model":{_j(m.name)},'.encode() for m in sim.scenario.scenario.models])
-    stop_t = table([b""] + [f',"stop_reason":"{s}"'.encode() for s in STOP_REASONS])
-    sys_t = table([b""] + [f',"system_prompt_fingerprint":"{v:016x}"'.encode() for v in t.sysfps])
-    ev = sim.events
-    n = len(ev)
+    tables = {
+        "acct": table([f.encode() for f in frags]),
+        "net": table([f'"ip":"{ip}","asn":{asn},"country":"{cc}",'.encode()
+                      for ip, asn, cc in t.nets]),
+        "ua": table([f'"user_agent":{_j(u)},'.encode() for u in t.uas]),
+        "model": table([f'"model":{_j(m.name)},'.encode() for m in sim.scenario.scenario.models]),
+        "stop": table([b""] + [f',"stop_reason":"{s}"'.encode() for s in STOP_REASONS]),
+        "sys": table([b""] + [f',"system_prompt_fingerprint":"{v:016x}"'.encode()
+                              for v in t.sysfps]),
+    }
+    n = len(sim.events)
     join = Joiner()
     for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        m = hi - lo
-        e = ev.slice(lo, hi)
-        ms = np.rint(e.ts * 1000.0).astype(np.int64)
-        conv, turn = e.conv >= 0, e.turn > 0
-        yield join([
-            const(b'{"event_id":"ev', m), fixed_decimal(np.arange(lo, hi), 9),
-            const(b'","ts":', m), decimal(ms // 1000, 11), const(b".", m),
-            fixed_decimal(ms % 1000, 3), const(b",", m), lookup(acct_t, e.acct),
-            decimal(e.key, 2), const(b'",', m), lookup(model_t, e.model),
-            const(b'"input_tokens":', m), decimal(e.inp, 7),
-            const(b',"output_tokens":', m), decimal(e.out, 7), const(b",", m),
-            lookup(net_t, e.net), lookup(ua_t, e.ua), const(b'"status":', m),
-            decimal(e.status, 3), lookup(stop_t, e.stop + 1),
-            const(b',"latency_ms":', m), decimal(e.latency, 7),
-            when(const(b',"conversation_id":"cv', m), conv),
-            hex64(e.conv, 10, present=conv), when(const(b'"', m), conv),
-            when(const(b',"turn":', m), turn), decimal(e.turn, 3, present=turn),
-            lookup(sys_t, e.sysfp + 1),
-            const(b',"prompt_fingerprint":"', m), hex64(e.pfp), const(b'"}\n', m),
-        ])
+        yield _render(sim, tables, lo, min(n, lo + chunk), join)
+
+
+def _render(
+    sim: Simulation, tables: dict[str, tuple[np.ndarray, np.ndarray]], lo: int, hi: int,
+    join: Joiner,
+) -> bytes:
+    m = hi - lo
+    e = sim.events.slice(lo, hi)
+    ms = np.rint(e.ts * 1000.0).astype(np.int64)
+    conv, turn = e.conv >= 0, e.turn > 0
+    return join([
+        const(b'{"event_id":"ev', m), fixed_decimal(np.arange(lo, hi), 9),
+        const(b'","ts":', m), decimal(ms // 1000, 11), const(b".", m),
+        fixed_decimal(ms % 1000, 3), const(b",", m), lookup(tables["acct"], e.acct),
+        decimal(e.key, 2), const(b'",', m), lookup(tables["model"], e.model),
+        const(b'"input_tokens":', m), decimal(e.inp, 7),
+        const(b',"output_tokens":', m), decimal(e.out, 7), const(b",", m),
+        lookup(tables["net"], e.net), lookup(tables["ua"], e.ua), const(b'"status":', m),
+        decimal(e.status, 3), lookup(tables["stop"], e.stop + 1),
+        const(b',"latency_ms":', m), decimal(e.latency, 7),
+        when(const(b',"conversation_id":"cv', m), conv),
+        hex64(e.conv, 10, present=conv), when(const(b'"', m), conv),
+        when(const(b',"turn":', m), turn), decimal(e.turn, 3, present=turn),
+        lookup(tables["sys"], e.sysfp + 1),
+        const(b',"prompt_fingerprint":"', m), hex64(e.pfp), const(b'"}\n', m),
+    ])
 
 
 def account_ids(sim: Simulation) -> list[str]:
