@@ -2,8 +2,8 @@
 
 Each segment of a line is a ``(bytes matrix, lengths)`` pair: row ``i`` contributes the first
 ``lengths[i]`` bytes of ``matrix[i]``, and the rest of the row is NUL. Stacking the segments
-side by side and dropping the NULs (row-major) yields the lines back to back. A formatted
-Python string per event costs ~6 us; this costs well under 1 us.
+side by side and dropping the NULs (row-major) yields the lines back to back. Formatting
+one Python string per event measured ~6.5 us a line on the development VM; this ~2.5 us.
 
 >>> import numpy as np
 >>> segs = [const(b"{", 2), decimal(np.array([7, 1234])), lookup([b"", b',"x":1'],
