@@ -518,12 +518,12 @@ class ClusterDetector:
 
     def _track_models(self, c: Campaign, end: float) -> None:
         total = sum(c.models_now.values())
+        for m in c.models_now:
+            c.model_first.setdefault(m, end)
         if total < 10:
             c.models_now = {}
             return
         shares = {m: n / total for m, n in c.models_now.items()}
-        for m in shares:
-            c.model_first.setdefault(m, end)
         for m, sh in shares.items():
             first = c.model_first[m]
             before = c.model_share.get(m, 0.0)
