@@ -110,7 +110,6 @@ class AccountStateStore:
         if not parts:
             return 0
         t0 = time.monotonic()
-        ends = await self._end_offsets(parts)
         start: dict[int, int] = {}
         loaded = 0
         for p in parts:
@@ -120,19 +119,6 @@ class AccountStateStore:
             if raw is not None:
                 rows = self._db.items(from_key=prefix)
                 local = list(takewhile(lambda kv, pre=prefix: kv[0].startswith(pre), rows))
-            if raw is not None and int(raw) >= ends[p]:
-                # The changelog is shorter than what this disk has seen: it was deleted or the
-                # broker was reset. The disk is stale; the changelog is the truth.
-                log.warning(
-                    "local state of partition %d is ahead of the changelog (%s >= %d): dropped",
-                    p,
-                    raw.decode(),
-                    ends[p],
-                )
-                for k, _ in local:
-                    del self._db[k]
-                del self._db[_OFFSET + b"%d" % p]
-                raw, local = None, []
             start[p] = int(raw) + 1 if raw is not None else 0
             for k, v in local:
                 account_id = k[len(prefix) :].decode()
@@ -147,15 +133,6 @@ class AccountStateStore:
             time.monotonic() - t0,
         )
         return loaded
-
-    async def _end_offsets(self, parts: list[int]) -> dict[int, int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets([TopicPartition(self.topic, p) for p in parts])
-            return {tp.partition: off for tp, off in ends.items()}
-        finally:
-            await consumer.stop()
 
     async def _read_tail(
         self,
