@@ -257,6 +257,9 @@ def table(res: dict[str, Any]) -> str:
          f"{_fmt(1e6 * f['cpu_seconds'] / f['events'])}", ""),
         ("worker events per CPU second (one dedicated core)",
          _fmt(w["timed_events"] / w["cpu_seconds"]), ""),
+        ("worker CPU busy while timed (CPU s / wall s)",
+         _fmt(w["cpu_seconds"] / w["seconds"]), ""),
+        ("late events dropped by the worker (share)", _fmt(w["late"] / w["events"]), "0"),
         ("alert after window close p50 / p99 (s)",
          f"{_fmt(lat['alert_after_close_s']['p50'])} / {_fmt(lat['alert_after_close_s']['p99'])}"
          f" (n={lat['alert_after_close_s']['n']})", "p99 <= 2"),

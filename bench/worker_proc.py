@@ -108,7 +108,7 @@ class WorkerProc:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_consumed(self, n: int, timeout_s: float, windows: int = 0,
-                      poll_s: float = 0.2) -> dict[str, Any]:
+                      poll_s: float = 0.5) -> dict[str, Any]:
         """Poll until ``events_consumed`` reaches ``n`` and ``windows`` windows have closed
         (been scored); time it from the first event."""
         deadline = time.monotonic() + timeout_s
