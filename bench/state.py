@@ -93,6 +93,10 @@ def measure(n_accounts: int, windows: int = 3, per_window: int = 2, window_s: fl
             open_size = deep_size(det) - base0
             rss_open = rss() - rss0
         det.advance(start + window_s)
+        # The worker saves the touched accounts after each close, which empties this set.
+        pop = getattr(det, "pop_touched", None)
+        if pop is not None:
+            pop()
     elapsed = time.perf_counter() - started
     gc.collect()
     persistent = deep_size(det) - base0
