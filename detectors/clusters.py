@@ -181,7 +181,11 @@ class ClusterDetector:
         self.max_members = max_members
         self._span = window_s * cluster_windows
         self._cw_start: float | None = None
-        self._tot: dict[Key, int] = {}
+        # Account-windows per key in the current cluster window, under the key's hash: most
+        # keys are one account's (its /24, payment fingerprint, signup hour), and holding
+        # their tuples and strings here was most of the detector's memory per account. Only
+        # keys with suspicious members are ever read back; a 64-bit collision is harmless.
+        self._tot: dict[int, int] = {}
         self._agg: dict[Key, _Agg] = {}
         self._touched: set[Key] = set()
         self._flagged_now: set[Key] = set()
@@ -213,7 +217,8 @@ class ClusterDetector:
         self._roll(ts)
         tot = self._tot
         for k in keys:
-            tot[k] = tot.get(k, 0) + 1
+            h = hash(k)
+            tot[h] = tot.get(h, 0) + 1
         if extraction < self.suspicious:
             return
         agg_map = self._agg
@@ -294,7 +299,7 @@ class ClusterDetector:
 
     def _stats(self, k: Key, agg: _Agg) -> tuple[int, float, float]:
         n = len(agg.members)
-        share = agg.susp_aw / max(self._tot.get(k, 0), 1)
+        share = agg.susp_aw / max(self._tot.get(hash(k), 0), 1)
         st = self._keys.get(k)
         base = st.ew_susp if st is not None else 0.0
         z = (n - base) / math.sqrt(base + 1.0)
@@ -472,7 +477,7 @@ class ClusterDetector:
         agg.synced = len(agg.members)
         c.keys[k] = max(c.keys.get(k, 0), len(agg.members))
         c.window_members = max(c.window_members, len(agg.members))
-        c.window_share = max(c.window_share, agg.susp_aw / max(self._tot.get(k, 0), 1))
+        c.window_share = max(c.window_share, agg.susp_aw / max(self._tot.get(hash(k), 0), 1))
         c.regular = max(c.regular, agg.regular)
 
     # -- per cluster window close --------------------------------------------------------------
