@@ -83,6 +83,14 @@ def _history(args: argparse.Namespace, t_end: float) -> tuple[list[tuple[bytes, 
     return msgs, (acc, steady)
 
 
+async def _bounded(aw: Any, what: str, timeout_s: float = 30.0) -> None:
+    try:
+        await asyncio.wait_for(aw, timeout_s)
+    except TimeoutError:
+        print(f"warning: {what} took over {timeout_s:.0f} s; going on without it",
+              file=sys.stderr, flush=True)
+
+
 async def _live(args: argparse.Namespace, bootstrap: str, topics: TopicsConfig, pops: Any,
                 rate: float, lateness_s: float) -> dict[str, Any]:
     """Live traffic at ``rate`` events/s (ts = now) with ramping accounts; time the outputs."""
@@ -122,9 +130,11 @@ async def _live(args: argparse.Namespace, bootstrap: str, topics: TopicsConfig, 
         # Let the last windows close (the worker's idle timer moves the watermark on).
         await asyncio.sleep(args.window_s + lateness_s + 5)
     finally:
-        await prod.stop()
         stop.set()
-        await watcher
+        # One run once sat here for 20 minutes (never reproduced): a stuck client must cost
+        # a warning, not the whole run.
+        await _bounded(prod.stop(), "stopping the live producer")
+        await _bounded(watcher, "stopping the findings/alerts reader")
     # Delay after close = arrival - (window end + lateness); only windows that ended live.
     find_d, alert_d, wm_d = [], [], []
     for arrival, topic, msg in seen:
