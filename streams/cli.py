@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # kafka-python (admin, demo and simulator clients) logs every connect and metadata
+        # refresh at INFO: noise that buried the demo's alerts. Its warnings still show.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     if getattr(args, "_missing", False):
         print(f"distillwatch: command {args.command!r} is not available yet", file=sys.stderr)
         return 2

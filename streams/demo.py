@@ -117,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
-        topics.alerts, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest"
+        topics.alerts,
+        bootstrap_servers=broker.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,  # no group: the demo reads everything, every time
     )
     try:
         while not stop.is_set():
