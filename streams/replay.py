@@ -26,6 +26,7 @@ import orjson
 from detectors.events import InvalidEvent, parse_event
 from detectors.pipeline import Monitor
 from streams.config import Config
+from streams.gc_tuning import tune_gc
 
 __all__ = ["ReplayStats", "add_arguments", "build_monitor", "monitor_kwargs", "replay", "run"]
 
@@ -130,6 +131,7 @@ def _report(out: IO[str], stats: ReplayStats, elapsed: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     monitor = build_monitor(args)
+    tune_gc()
     progress = sys.stderr if args.progress_every > 0 else None
     src: IO[bytes]
     try:

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from streams.app import build_app
+    from streams.gc_tuning import tune_gc
 
     if not args.no_create_topics:
         create_topics(cfg.broker.bootstrap, cfg.topics.layout())
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     port = server.server_port
     print(f"metrics: http://{cfg.metrics.host}:{port}/metrics", flush=True)
     app = build_app(cfg, registry)
+    tune_gc()
     worker = Worker(app, loglevel="INFO" if not args.verbose else "DEBUG", quiet=True)
     try:
         worker.execute_from_commandline()
