@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 from streams.config import Config
 from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
-from streams.faust_transport import App
 from streams.ingest import IngestService
 from streams.metrics import Metrics
 from streams.stages import AlertStage, IngestStage
@@ -32,7 +31,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     """Build the worker's Faust app for ``cfg``; metrics go to ``registry``."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)
-    app = App(
+    app = faust.App(
         cfg.worker.app_id,
         broker=cfg.broker.url,
         datadir=cfg.worker.data_dir,
