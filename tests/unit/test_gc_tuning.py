@@ -11,10 +11,12 @@ def test_tune_gc_raises_threshold_and_freezes_startup_objects() -> None:
     before = gc.get_threshold()
     try:
         gc.unfreeze()
+        # CPython's defaults: an in-process replay test may have tuned the collector already.
+        gc.set_threshold(700, 10, 10)
         tune_gc()
         gen0, gen1, gen2 = gc.get_threshold()
-        assert gen0 == GEN0_THRESHOLD > before[0]
-        assert gen1 >= before[1] and gen2 == before[2]
+        assert gen0 == GEN0_THRESHOLD > 700
+        assert gen1 >= 10 and gen2 == 10
         assert gc.get_freeze_count() > 0
         # Cycles made afterwards are still collected.
         a: list[object] = []
