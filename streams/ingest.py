@@ -71,9 +71,6 @@ class IngestService(Service):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
-            # An idle fetch is parked this long by the broker (Tansu holds it the full time):
-            # it is latency on new events. 100 ms: ~15 ms per hop, against ~0.25 s at 500.
-            fetch_max_wait_ms=100,
             # A join on Tansu (and on a quiet Kafka) waits about the rebalance timeout.
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
