@@ -44,6 +44,11 @@ __all__ = ["Detection", "Monitor"]
 _DAY = 86400.0
 
 
+def _evidence_features(acc: AccountWindow) -> dict[str, float | None]:
+    """The window's features as a finding shows them: rounded, NaN as null (valid JSON)."""
+    return {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+
+
 class Detection:
     """Windows, features and detectors for every account and cluster.
 
@@ -432,7 +437,7 @@ class Detection:
             severity = "warning"
         else:
             severity = "info"
-        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        feats = _evidence_features(acc)
         signals = [{"signal": k, "score": round(v, 3)} for k, v in scores.items()]
         signals.append({"signal": "extraction_likeness", "score": round(extraction, 3)})
         return Finding(
@@ -471,7 +476,7 @@ class Detection:
     ) -> Finding:
         thr = self.extraction_population_z
         critical = pop_z >= 2 * thr and hourly >= 5 * self.extraction_min_hourly
-        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        feats = _evidence_features(acc)
         feats["hourly_requests"] = round(hourly, 2)
         feats["daily_output_tokens"] = round(base.daily_output_tokens, 1)
         pop = self._population((acc.last_event.tier if acc.last_event else None) or "-")
@@ -517,7 +522,7 @@ class Detection:
         usual: float,
         z: float,
     ) -> Finding:
-        feats = {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
+        feats = _evidence_features(acc)
         feats["harvest_like_last_hour"] = round(hourly, 2)
         return Finding(
             entity_type="account",
