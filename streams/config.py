@@ -199,6 +199,22 @@ class MetricsConfig(_Section):
 class WorkerConfig(_Section):
     app_id: str = Field("distillwatch", min_length=1, description="Faust app id / consumer group")
     data_dir: str = Field("./.distillwatch-data", description="Faust table and state directory")
+    record_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key that signs findings/alerts/actions records (streams/integrity.py); "
+        "every worker must share it. Unset: a random key kept in data_dir (one worker only)",
+    )
+    record_secret_file: str | None = Field(
+        None, description="File holding record_secret (e.g. a mounted secret)"
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WorkerConfig:
+        if self.record_secret and self.record_secret_file:
+            raise ValueError("set record_secret or record_secret_file, not both")
+        if self.record_secret_file is not None and not Path(self.record_secret_file).is_file():
+            raise ValueError(f"record_secret_file: no such file {self.record_secret_file!r}")
+        return self
 
 
 _SECRET_FIELDS = (

@@ -26,6 +26,9 @@ FAST_WORKER_ENV = {
     "DISTILLWATCH_WINDOWS__IDLE_PARTITION_S": "2",
     "DISTILLWATCH_DETECTION__ACCOUNT_GRACE": "5",
     "DISTILLWATCH_DETECTION__QUIET_WINDOWS": "3",
+    # One shared record key, as production must have: workers reject each other's records
+    # when each generates its own.
+    "DISTILLWATCH_WORKER__RECORD_SECRET": "test-record-secret-0123456789abcdef",
 }
 
 
