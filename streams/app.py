@@ -18,7 +18,10 @@ from streams.config import Config
 from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
 from streams.ingest import IngestService
-from streams.metrics import Metrics
+from streams.integrity import signer_for
+from streams.logsafe import safe
+from streams.metrics import Metrics, RecordMetrics
+from streams.sinks.intake import rejected_record
 from streams.stages import AlertStage, IngestStage
 from streams.topk import TopKCollector, WorstEntities
 
@@ -31,6 +34,10 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     """Build the worker's Faust app for ``cfg``; metrics go to ``registry``."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)
+    record_metrics = RecordMetrics.create(registry)
+    # One key signs findings, alerts, actions and alerts-dlq records and verifies what this
+    # worker reads (streams/integrity.py).
+    signer = signer_for(cfg)
     app = faust.App(
         cfg.worker.app_id,
         broker=cfg.broker.url,
@@ -72,17 +79,28 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     class _Ingest(IngestService):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(cfg, ingest, **kwargs)
+            self.signer = signer
 
     app.service(_Ingest)
 
     @app.agent(findings, concurrency=1)
     async def alert_agent(stream: faust.Stream[bytes]) -> None:
-        async for value in stream:
+        # events(): the raw key, value and headers the signature covers.
+        async for event in stream.events():
+            m = event.message
+            value = m.value
+            if not isinstance(value, bytes) or not signer.verify(
+                t.findings, m.key, value, m.headers
+            ):
+                await reject_finding(m, value if isinstance(value, bytes) else b"")
+                continue
             msg = orjson.loads(value)
             changes = alert_stage.handle(msg)
             worst.update(msg, changes)
             for change in changes:
-                await alerts.send(key=change["alert_id"].encode(), value=orjson.dumps(change))
+                key = change["alert_id"].encode()
+                data = orjson.dumps(change)
+                await alerts.send(key=key, value=data, headers=signer.headers(t.alerts, key, data))
                 log.info(
                     "alert %s %s %s/%s severity=%s score=%s",
                     change["alert_id"],
@@ -93,6 +111,20 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
                     change["score"],
                 )
 
+    async def reject_finding(m: Any, raw: bytes) -> None:
+        """A finding we did not write: never turned into an alert, counted, dead-lettered."""
+        record_metrics.rejected.labels("findings", "bad_signature").inc()
+        log.warning(
+            "findings record at partition %s offset %s (key %s) has no valid signature: "
+            "not acted on, sent to alerts-dlq",
+            m.partition, m.offset, safe(m.key, 80),
+        )
+        where = {"source_topic": t.findings, "partition": m.partition, "offset": m.offset}
+        await dispatcher.dlq(
+            rejected_record("bad_signature", signer.reason(m.headers).replace("_", " "),
+                            where, raw)
+        )
+
     @app.timer(interval=5.0)
     async def report_lag() -> None:
         for svc in app._extra_service_instances or []:
@@ -101,7 +133,8 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
                     done = svc.last_offsets.get(p, -1) + 1
                     metrics.consumer_lag.labels(str(p)).set(max(0, high - done))
 
-    install_delivery(app, cfg, registry)
+    dispatcher = install_delivery(app, cfg, registry, signer=signer,
+                                  record_metrics=record_metrics)
     app.distillwatch_registry = registry  # type: ignore[attr-defined]
     app.distillwatch_metrics = metrics  # type: ignore[attr-defined]
     return app

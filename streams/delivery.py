@@ -2,8 +2,11 @@
 
 :func:`install_delivery` adds to an app:
 
-- agent ``deliver_alerts`` on ``alerts``: decode, :meth:`~streams.sinks.dispatch.Dispatcher.submit`
-  (never waits on a sink: each sink has a bounded queue and its own task);
+- agent ``deliver_alerts`` on ``alerts``: verify the record signature, decode, validate and
+  :meth:`~streams.sinks.dispatch.Dispatcher.submit` (:class:`~streams.sinks.intake.AlertIntake`;
+  never waits on a sink: each sink has a bounded queue and its own task). Every record it
+  cannot handle goes to ``alerts-dlq`` with a reason; a DLQ write is retried until it lands
+  (:class:`~streams.sinks.dead_letter.DeadLetterWriter`), so no record is passed silently;
 - a service that starts the sink tasks and, at shutdown, drains them for
   ``sinks.drain_timeout_s`` (what is left goes to ``alerts-dlq``);
 - timer ``pick_up_approvals``: approvals made with ``distillwatch actions approve``.
@@ -25,12 +28,16 @@ from mode import Service
 from prometheus_client import CollectorRegistry
 
 from streams.config import Config
+from streams.integrity import RecordSigner, signer_for
+from streams.metrics import RecordMetrics
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
 from streams.sinks.approvals import ApprovalStore, approvals_path
 from streams.sinks.audit import AuditWriter
 from streams.sinks.base import RetryPolicy, SinkRunner
+from streams.sinks.dead_letter import DeadLetterWriter
 from streams.sinks.dispatch import Dispatcher, DlqWriter
+from streams.sinks.intake import AlertIntake
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.policy import PolicyEngine, load_policy
 from streams.sinks.slack import SlackSink
@@ -115,21 +122,36 @@ def build_dispatcher(
 
 
 def install_delivery(
-    app: faust.App, cfg: Config, registry: CollectorRegistry
+    app: faust.App,
+    cfg: Config,
+    registry: CollectorRegistry,
+    *,
+    signer: RecordSigner | None = None,
+    record_metrics: RecordMetrics | None = None,
 ) -> Dispatcher:
-    """Add the delivery agent, its service and the approvals timer to ``app``."""
+    """Add the delivery agent, its service and the approvals timer to ``app``.
+
+    ``signer`` verifies ``alerts`` records and signs what this stage writes (``actions``,
+    ``alerts-dlq``); the app passes the one it signs alerts with."""
     t = cfg.topics
+    signer = signer or signer_for(cfg)
+    record_metrics = record_metrics or RecordMetrics.create(registry)
     alerts = app.topic(t.alerts, value_type=bytes)
     alerts_dlq = app.topic(t.alerts_dlq, value_type=bytes)
     actions = app.topic(t.actions, value_type=bytes)
 
-    async def write_dlq(rec: dict[str, Any]) -> None:
-        key = str(rec.get("alert_id") or "").encode() or None
-        await alerts_dlq.send(key=key, value=orjson.dumps(rec))
+    async def send_dlq(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        # force: send now, not when the current event is acked, and wait for the broker's
+        # acknowledgement so a failure is seen (and retried) here.
+        fut = await alerts_dlq.send(key=key, value=value, headers=headers, force=True)
+        await fut
+
+    write_dlq = DeadLetterWriter(send_dlq, signer, t.alerts_dlq, record_metrics.dlq_write_failures)
 
     async def write_audit(rec: dict[str, Any]) -> None:
         key = str(rec.get("idempotency_key") or rec.get("alert_id")).encode()
-        await actions.send(key=key, value=orjson.dumps(rec))
+        value = orjson.dumps(rec)
+        await actions.send(key=key, value=value, headers=signer.headers(t.actions, key, value))
 
     dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq)
 
@@ -139,24 +161,20 @@ def install_delivery(
             await dispatcher.start()
 
         async def on_stop(self) -> None:
+            write_dlq.stopping = True
             left = await dispatcher.stop(cfg.sinks.drain_timeout_s)
             if left:
                 log.warning("delivery stopped with %s alert deliveries sent to alerts-dlq", left)
 
+    intake = AlertIntake(dispatcher, write_dlq, signer, t.alerts, record_metrics)
+
     @app.agent(alerts, concurrency=1)
     async def deliver_alerts(stream: faust.Stream[bytes]) -> None:
-        async for value in stream:
-            try:
-                change = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                await write_dlq({"sink": None, "reason": "invalid_alert", "error": "not JSON",
-                                 "payload_text": value[:4096].decode("utf-8", "replace")})
-                continue
-            if not isinstance(change, dict):
-                await write_dlq({"sink": None, "reason": "invalid_alert",
-                                 "error": "not an object", "alert": change})
-                continue
-            await dispatcher.submit(change)
+        # events(): the raw key, value and headers the signature covers.
+        async for event in stream.events():
+            m = event.message
+            await intake.handle(m.key, m.value, m.headers, partition=m.partition,
+                                offset=m.offset)
 
     @app.timer(interval=cfg.sinks.approvals_poll_s)
     async def pick_up_approvals() -> None:

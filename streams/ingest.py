@@ -27,6 +27,7 @@ from mode import Service
 
 from streams.broker import create_topics
 from streams.config import Config
+from streams.integrity import RecordSigner
 from streams.stages import IngestStage
 from streams.state import AccountStateStore
 
@@ -43,6 +44,10 @@ OnFindings = Callable[[list[dict[str, Any]]], Awaitable[None]]
 class IngestService(Service):
     """Consume ``requests`` in batches and drive an :class:`IngestStage`."""
 
+    #: Signs findings (streams/integrity.py); the app sets it. The alert agent rejects
+    #: unsigned findings, so None only suits tests that read findings themselves.
+    signer: RecordSigner | None = None
+
     def __init__(self, cfg: Config, stage: IngestStage, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cfg = cfg
@@ -51,6 +56,7 @@ class IngestService(Service):
         self._producer: AIOKafkaProducer | None = None
         self.last_offsets: dict[int, int] = {}
         self.highwaters: dict[int, int] = {}
+        self._slow_batch_s = cfg.worker.slow_batch_s
         self.account_state = AccountStateStore(
             cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir
         )
@@ -93,7 +99,9 @@ class IngestService(Service):
         futs = []
         for msg in msgs:
             key = str(msg.get("entity_id", "_watermark")).encode()
-            futs.append(await self._producer.send(topic, orjson.dumps(msg), key=key))
+            value = orjson.dumps(msg)
+            headers = self.signer.headers(topic, key, value) if self.signer else None
+            futs.append(await self._producer.send(topic, value, key=key, headers=headers))
         return futs
 
     @Service.task
@@ -114,7 +122,12 @@ class IngestService(Service):
                     hw = consumer.highwater(tp)
                     if hw is not None:
                         self.highwaters[p] = hw
+                await self._report_fetch_state(consumer)
                 res = stage.handle(batch, now=time.time())
+                if self._slow_batch_s:
+                    # Test hook: a worker that is slow on purpose (blocking, as CPU-bound
+                    # detection would be) must raise the same alerts as a fast one.
+                    time.sleep(self._slow_batch_s)
                 for rec in res.dlq:
                     futs.append(await producer.send(dlq_topic, orjson.dumps(rec)))
                     log.warning(
@@ -126,11 +139,24 @@ class IngestService(Service):
                     )
                 findings = res.findings
             else:
+                await self._report_fetch_state(consumer)
                 findings = stage.tick(now=time.time())
             futs.extend(await self._send_findings(findings))
             if futs:
                 await asyncio.gather(*futs)
             await self.checkpoint()
+
+    async def _report_fetch_state(self, consumer: AIOKafkaConsumer) -> None:
+        """Tell the stage, per assigned partition, what the latest fetch response proved:
+        the end offset it reported, the position the worker has consumed to, and when."""
+        stage = self.stage
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            # The position is valid once a fetch has reported the end offset.
+            pos = await consumer.position(tp) if end is not None else None
+            polled = consumer.last_poll_timestamp(tp)
+            at = polled / 1000.0 if polled is not None else time.time()
+            stage.fetched(tp.partition, position=pos, end_offset=end, at=at)
 
     async def checkpoint(self) -> None:
         """Save the state of accounts in windows closed so far, then commit the offsets
@@ -178,4 +204,5 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         svc = self.service
         parts = [tp.partition for tp in assigned]
+        svc.stage.assigned(parts)
         await svc.account_state.restore(parts, svc.stage.detection, svc.stage.account_partition)

@@ -113,3 +113,32 @@ class Metrics(NamedTuple):
         for sev in SEVERITIES:
             m.alerts_open.labels(sev)
         return m
+
+
+class RecordMetrics(NamedTuple):
+    """Integrity and dead-lettering of the internal topics (streams/integrity.py,
+    streams/sinks/intake.py): a forged or poison record is counted, never silently dropped."""
+
+    rejected: Counter
+    dlq_write_failures: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> RecordMetrics:
+        m = cls(
+            rejected=Counter(
+                f"{prefix}_records_rejected",
+                "Records on findings/alerts not acted on (sent to alerts-dlq), by topic and "
+                "reason (bad_signature, not_json, invalid_alert, dispatch_error, ...)",
+                ["topic", "reason"],
+                registry=registry,
+            ),
+            dlq_write_failures=Counter(
+                f"{prefix}_dlq_write_failures",
+                "Rounds of alerts-dlq write attempts that all failed (the writer keeps "
+                "retrying; any increase needs a human)",
+                registry=registry,
+            ),
+        )
+        for topic in ("findings", "alerts"):
+            m.rejected.labels(topic, "bad_signature")
+        return m
