@@ -230,8 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["worker"]["rss_after_bytes"] = worker.status()["VmRSS"]
             print(f"worker: {res['worker']['events_per_s']:,.0f} events/s", flush=True)
             # Let the backlog's last windows close before the live phase starts.
-            worker.wait_windows(len(starts), timeout_s=w + late + cfg.windows.idle_partition_s
-                                + 30)
+            worker.wait_windows(len(starts), timeout_s=w + late + 30)
             before = worker.scrape() or {}
             rate = args.live_rate or max(200.0, args.events / args.span_s)
             res["latency"] = asyncio.run(_live(args, broker.bootstrap, topics, pops, rate,

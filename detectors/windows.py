@@ -90,6 +90,7 @@ class AccountWindow:
         "max_tokens_stops",
         "multi_turn",
         "near_dups",
+        "org_id",
         "output_tokens",
         "rate_limited",
         "requests",
@@ -120,6 +121,9 @@ class AccountWindow:
         self._asns: set[int] | None = None
         self._uas: set[str] | None = None
         self._models: dict[str, int] | None = None
+        # The org of the newest event that declared one (the policy's org allowlist needs
+        # it; an event without org_id does not erase what an earlier one said).
+        self.org_id: str | None = None
 
     def add(self, ev: Event) -> None:
         self.requests += 1
@@ -140,6 +144,8 @@ class AccountWindow:
             if status == 429:
                 self.rate_limited += 1
         ts = ev.ts
+        if ev.org_id is not None and (self.org_id is None or ts >= self.last_ts):
+            self.org_id = ev.org_id
         first = self.first_event
         if first is None:
             self.first_event = self.last_event = ev
@@ -292,7 +298,10 @@ class Windower:
         limit = watermark - self.lateness_s
         ready = sorted(s for s in self._buckets if s + self.size_s <= limit)
         for start in ready:
-            accounts = self._buckets.pop(start)
+            # Accounts in id order, not arrival order: the population, template and cluster
+            # models learn from them one by one, and arrival order depends on how partitions
+            # interleave in fetches (worker) or on file order (replay).
+            accounts = dict(sorted(self._buckets.pop(start).items()))
             self._seen.pop(start, None)
             self._closed_before = max(self._closed_before, start + self.size_s)
             yield ClosedWindow(start, start + self.size_s, accounts)

@@ -91,14 +91,6 @@ class ValidationConfig(_Section):
 class WindowsConfig(_Section):
     size_s: float = Field(60.0, gt=0, description="Event-time window length in seconds")
     lateness_s: float = Field(10.0, ge=0, description="Allowed lateness after a window ends")
-    timer_s: float = Field(
-        1.0, gt=0, description="Wall-clock tick that closes windows when traffic goes quiet"
-    )
-    idle_partition_s: float = Field(
-        10.0,
-        gt=0,
-        description="A partition silent this long (wall clock) stops holding the watermark back",
-    )
 
 
 class DetectionConfig(_Section):
@@ -199,6 +191,13 @@ class MetricsConfig(_Section):
 class WorkerConfig(_Section):
     app_id: str = Field("distillwatch", min_length=1, description="Faust app id / consumer group")
     data_dir: str = Field("./.distillwatch-data", description="Faust table and state directory")
+    slow_batch_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="for tests only: block this long after each fetched batch, to show that "
+        "a slow worker raises the same alerts as a fast one; 0 in production",
+    )
     record_secret: SecretStr | None = Field(
         None,
         description="HMAC key that signs findings/alerts/actions records (streams/integrity.py); "

@@ -19,6 +19,7 @@ from detectors.pipeline import Detection
 from streams.config import Config
 from streams.dlq import dlq_record
 from streams.metrics import Metrics
+from streams.watermark import PartitionClocks
 
 __all__ = ["AlertStage", "IngestResult", "IngestStage", "RawMessage"]
 
@@ -36,13 +37,12 @@ class IngestResult:
 class IngestStage:
     """Validate raw request payloads, count them into windows and close windows.
 
-    Partitions are consumed unevenly (a batch usually comes from one partition), so the
-    watermark is the *smallest* of the per-partition newest event times, over partitions that
-    delivered events in the last ``idle_partition_s`` seconds of wall time; an idle partition
-    does not hold the others back. When the whole stream goes quiet, :meth:`tick` lets the
-    watermark follow the wall clock from the last event, so windows still close. For the first
-    ``idle_partition_s`` after start-up no window closes, so every partition with a backlog gets
-    to deliver before the others can make its events late.
+    The watermark comes from :class:`~streams.watermark.PartitionClocks`: the smallest
+    newest-event-time over the assigned partitions, where only a partition the latest fetch
+    proved caught up may move on with the wall clock (see that module for why). The Kafka
+    side reports each partition's position and end offset through :meth:`fetched`; both
+    :meth:`handle` and :meth:`tick` close whatever the watermark allows, so results do not
+    depend on how events are batched or how fast they are processed.
     """
 
     def __init__(self, cfg: Config, metrics: Metrics, detection: Detection | None = None) -> None:
@@ -50,11 +50,7 @@ class IngestStage:
         self.metrics = metrics
         self.detection = detection or Detection(**cfg.detection_kwargs())
         self._max_ts = float("-inf")
-        self._wall_at_last_event = time.time()
-        self._idle_s = cfg.windows.idle_partition_s
-        self._first_wall: float | None = None
-        self._partition_ts: dict[int | None, float] = {}
-        self._partition_wall: dict[int | None, float] = {}
+        self.clocks = PartitionClocks()
         # Per open window: the first offset of each partition that fed it, so offsets are
         # committed only up to what closed windows have fully accounted for.
         self._open_first: dict[float, dict[int | None, int]] = {}
@@ -76,8 +72,8 @@ class IngestStage:
         add = det.add
         windower = det.windower
         late_before = windower.late_events
-        partition_ts = self._partition_ts
-        partition_wall = self._partition_wall
+        # Newest event time per partition in this batch: the clocks learn it once per batch.
+        partition_ts: dict[int | None, float] = {}
         neg_inf = float("-inf")
         max_future_s, max_past_s = v.max_future_s, v.max_past_s
         max_bytes = v.max_payload_bytes
@@ -111,7 +107,6 @@ class IngestStage:
             ts = ev.ts
             if ts > partition_ts.get(partition, neg_inf):
                 partition_ts[partition] = ts
-            partition_wall[partition] = now
             if add(ev):
                 added += 1
                 if ev.account_id not in account_partition:
@@ -132,24 +127,28 @@ class IngestStage:
             self.metrics.events_late.inc(late)
         if dup:
             self.metrics.events_duplicate.inc(dup)
-        if valid:
-            self._wall_at_last_event = now
-        if not valid:
-            return res
-        if self._first_wall is None:
-            self._first_wall = now
-        if now - self._first_wall < self._idle_s:
-            return res
-        active = [
-            ts
-            for p, ts in self._partition_ts.items()
-            if now - self._partition_wall[p] <= self._idle_s
-        ]
-        wm = min(active)
-        if wm > self._max_ts:
-            self._max_ts = wm
-            res.findings = self._advance(wm, now)
+        for p, ts in partition_ts.items():
+            self.clocks.delivered(p, ts, now)
+        res.findings = self._close(now)
         return res
+
+    def fetched(
+        self, partition: int | None, *, position: int | None, end_offset: int | None, at: float
+    ) -> None:
+        """What the latest fetch response said about ``partition`` (see
+        :meth:`~streams.watermark.PartitionClocks.fetched`)."""
+        self.clocks.fetched(partition, position=position, end_offset=end_offset, at=at)
+
+    def assigned(self, partitions: Iterable[int | None]) -> None:
+        """New partitions hold the watermark back until their first fetch response."""
+        self.clocks.assigned(partitions)
+
+    def _close(self, now: float) -> list[dict[str, Any]]:
+        wm = self.clocks.watermark()
+        if wm is None or wm <= self._max_ts:
+            return []
+        self._max_ts = wm
+        return self._advance(wm, now)
 
     def release(self, partitions: Iterable[int | None]) -> None:
         """Forget everything about ``partitions`` (revoked in a rebalance): their accounts'
@@ -159,9 +158,8 @@ class IngestStage:
         for a in ids:
             del self.account_partition[a]
         self.detection.drop_accounts(ids)
+        self.clocks.release(gone)
         for p in gone:
-            self._partition_ts.pop(p, None)
-            self._partition_wall.pop(p, None)
             self._next_offset.pop(p, None)
             for firsts in self._open_first.values():
                 firsts.pop(p, None)
@@ -175,16 +173,9 @@ class IngestStage:
         return self._next_offset.get(partition)
 
     def tick(self, now: float | None = None) -> list[dict[str, Any]]:
-        """Wall-clock timer: let the watermark follow the clock while no events arrive."""
-        now = time.time() if now is None else now
-        if self._first_wall is None or now - self._first_wall < self._idle_s:
-            return []
-        quiet = now - self._wall_at_last_event
-        if quiet < self.cfg.windows.timer_s:
-            return []
-        if not self._partition_ts:
-            return []  # every partition was revoked: nothing to move on
-        return self._advance(max(self._partition_ts.values()) + quiet, now)
+        """No new events: close what the watermark allows now that fetch responses may have
+        proven partitions quiet."""
+        return self._close(time.time() if now is None else now)
 
     def _advance(self, watermark: float, now: float) -> list[dict[str, Any]]:
         det = self.detection

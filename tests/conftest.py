@@ -22,8 +22,6 @@ from streams.config import TopicsConfig
 FAST_WORKER_ENV = {
     "DISTILLWATCH_WINDOWS__SIZE_S": "2",
     "DISTILLWATCH_WINDOWS__LATENESS_S": "1",
-    "DISTILLWATCH_WINDOWS__TIMER_S": "0.5",
-    "DISTILLWATCH_WINDOWS__IDLE_PARTITION_S": "2",
     "DISTILLWATCH_DETECTION__ACCOUNT_GRACE": "5",
     "DISTILLWATCH_DETECTION__QUIET_WINDOWS": "3",
     # One shared record key, as production must have: workers reject each other's records

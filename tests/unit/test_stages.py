@@ -17,7 +17,6 @@ def _stage(**env: str):
         environ={
             "DISTILLWATCH_WINDOWS__SIZE_S": "10",
             "DISTILLWATCH_WINDOWS__LATENESS_S": "0",
-            "DISTILLWATCH_WINDOWS__IDLE_PARTITION_S": "5",
             "DISTILLWATCH_DETECTION__ACCOUNT_GRACE": "3",
             **env,
         }
@@ -42,29 +41,50 @@ def test_bad_payloads_go_to_dlq_with_position_and_are_counted():
     assert reg.get_sample_value("distillwatch_events_valid_total") == 1
 
 
-def test_watermark_waits_for_the_slowest_active_partition():
+def test_watermark_waits_for_the_slowest_partition():
     stage, _, _ = _stage()
-    # Start-up: no window closes in the first idle_partition_s.
-    first = stage.handle([(_ev("a", T0, 1), 0, 0), (_ev("b", T0, 1), 1, 0)], now=T0)
+    stage.assigned([0, 1])
+    # Partition 1 has delivered nothing and no fetch has described it: nothing may close.
+    assert stage.handle([(_ev("a", T0 + 50, 1), 0, 0)], now=T0).findings == []
+    first = stage.handle([(_ev("b", T0, 1), 1, 0)], now=T0)
     assert first.findings == []
-    now = T0 + 5
-    # Partition 0 races 100 s ahead; partition 1 is still at T0 + 5: nothing of p1 is late.
-    res = stage.handle([(_ev("a", T0 + 100, 2), 0, 1)], now=now)
+    # Partition 0 races 100 s ahead; partition 1 is still at T0: nothing of p1 is late.
+    res = stage.handle([(_ev("a", T0 + 100, 2), 0, 1)], now=T0 + 5)
     assert res.findings == []
-    res = stage.handle([(_ev("b", T0 + 25, 3), 1, 1)], now=now)
+    res = stage.handle([(_ev("b", T0 + 25, 3), 1, 1)], now=T0 + 5)
     assert stage.detection.windower.late_events == 0
     assert res.findings[-1] == {"type": "watermark", "ts": T0 + 25}
-    # Once partition 1 has been silent long enough, it no longer holds the watermark.
-    res = stage.handle([(_ev("a", T0 + 101, 4), 0, 2)], now=now + 10)
-    assert res.findings and res.findings[-1] == {"type": "watermark", "ts": T0 + 101}
 
 
-def test_timer_closes_windows_when_traffic_stops():
+def test_a_lagging_partition_holds_the_watermark_however_long_it_takes():
+    stage, _, _ = _stage()
+    stage.handle([(_ev("a", T0, 1), 0, 0), (_ev("b", T0, 1), 1, 0)], now=T0)
+    stage.fetched(0, position=1, end_offset=1, at=T0)
+    # Partition 1 has 999 records the worker has not read yet (a backlog, a slow worker).
+    stage.fetched(1, position=1, end_offset=1000, at=T0)
+    for minute in range(1, 30):
+        now = T0 + 60 * minute
+        stage.handle([(_ev("a", T0 + 5 * minute, minute + 1), 0, minute)], now=now)
+        stage.fetched(0, position=minute + 1, end_offset=minute + 1, at=now)
+        stage.fetched(1, position=1, end_offset=1000, at=now)
+        assert stage.tick(now=now) == []
+    # When its records come, none is late: they are all after the watermark.
+    res = stage.handle([(_ev("b", T0 + 1 + i, i + 2), 1, i + 1) for i in range(60)],
+                       now=T0 + 2000)
+    assert stage.detection.windower.late_events == 0
+    assert res.findings[-1] == {"type": "watermark", "ts": T0 + 60}
+
+
+def test_timer_closes_windows_only_for_time_the_broker_vouches_for():
     stage, _, reg = _stage()
     stage.handle([(_ev("a", T0, 1), 0, 0)], now=T0)
-    assert stage.tick(now=T0 + 3) == []  # still in the start-up grace
+    stage.fetched(0, position=1, end_offset=1, at=T0 + 3)
+    assert stage.tick(now=T0 + 3) == []  # quiet for 3 s: the window [T0, T0 + 10) is open
+    # A stalled worker makes no fetches: however late the clock, nothing is proven.
+    assert stage.tick(now=T0 + 1000) == []
+    stage.fetched(0, position=1, end_offset=1, at=T0 + 30)
     out = stage.tick(now=T0 + 30)
-    assert out and out[-1]["type"] == "watermark"
+    assert out and out[-1] == {"type": "watermark", "ts": T0 + 30}
     assert reg.get_sample_value("distillwatch_windows_closed_total") == 1
 
 
@@ -77,6 +97,7 @@ def test_ramp_to_alert_through_both_stages():
             n += 1
             batch.append((_ev("a", T0 + w * 10 + i * 0.1, n), 0, n))
     res = ingest.handle(batch, now=now)
+    ingest.fetched(0, position=n + 1, end_offset=n + 1, at=now + 200)
     changes = [c for msg in res.findings + ingest.tick(now=now + 200) for c in alerts.handle(msg)]
     opened = [c for c in changes if c["state"] == "opened"]
     assert [(c["entity_id"], c["detector"]) for c in opened] == [("a", "account_baseline")]
