@@ -109,9 +109,15 @@ class AlertBook:
             "threshold": f.threshold,
             "evidence": f.evidence,
         }
+        # Orgs ride along for the suspension policy's org allowlist (it cannot look them up).
+        if f.org_id is not None:
+            out["org_id"] = f.org_id
         if f.entity_type == "cluster":
             out["member_count"] = f.member_count or 0
-            out["members"] = (f.members or [])[: self.max_members]
+            members = out["members"] = (f.members or [])[: self.max_members]
+            orgs = f.member_orgs or {}
+            # Only the listed members' orgs: as bounded as the list itself.
+            out["member_orgs"] = {m: orgs[m] for m in members if m in orgs}
         return out
 
     def observe(self, f: Finding) -> list[dict[str, Any]]:

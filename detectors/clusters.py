@@ -102,7 +102,8 @@ class Campaign:
     id: str
     founded_ts: float
     keys: dict[Key, int] = field(default_factory=dict)  # key -> suspicious members seen
-    members: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    # Insertion-ordered members -> the org each declared (None: none), for the allowlist.
+    members: dict[str, str | None] = field(default_factory=dict)
     young: set[str] = field(default_factory=set)
     orgs: dict[str | None, int] = field(default_factory=dict)  # members per declared org
     last_active: float = 0.0
@@ -255,11 +256,13 @@ class ClusterDetector:
                     # cohort joins it at once (replacements of banned members included).
                     c = self.campaigns[cid]
                     if account_id not in c.members:
-                        c.members[account_id] = None
+                        c.members[account_id] = org
                         c.orgs[org] = c.orgs.get(org, 0) + 1
                         self._acct_campaign.setdefault(account_id, cid)
                         if young:
                             c.young.add(account_id)
+                    elif org is not None and c.members[account_id] is None:
+                        c.members[account_id] = org  # joined where its org was not known
                     c.last_active = ts + self.window_s
         for cid in campaigns_hit:
             c = self.campaigns[cid]
@@ -427,7 +430,7 @@ class ClusterDetector:
             if st is not None and st.recent and k[0] in STRONG_KINDS:
                 for acct, (young, org) in st.recent.items():
                     if acct not in c.members:
-                        c.members[acct] = None
+                        c.members[acct] = org
                         c.orgs[org] = c.orgs.get(org, 0) + 1
                         self._acct_campaign.setdefault(acct, cid)
                         if young:
@@ -465,11 +468,13 @@ class ClusterDetector:
             if a in c.members:
                 if young:
                     c.young.add(a)
+                if org is not None and c.members[a] is None:
+                    c.members[a] = org  # joined where its org was not known
                 continue
             # Weak keys (a busy ASN, a common agent) add only accounts another key links.
             if weak and a not in self._acct_campaign:
                 continue
-            c.members[a] = None
+            c.members[a] = org
             c.orgs[org] = c.orgs.get(org, 0) + 1
             self._acct_campaign.setdefault(a, c.id)
             if young:
@@ -578,6 +583,7 @@ class ClusterDetector:
                     {**f.evidence, "part": i + 1, "parts": parts, "campaign_id": c.id},
                     member_count=len(members),
                     members=chunk,
+                    member_orgs=_orgs_of(c, chunk),
                 )
             )
         return out
@@ -627,7 +633,8 @@ class ClusterDetector:
                 "members_sample": list(c.members)[:20],
             },
             member_count=n,
-            members=list(c.members)[: self.max_members],
+            members=(listed := list(c.members)[: self.max_members]),
+            member_orgs=_orgs_of(c, listed),
         )
 
     def _pivot_finding(self, c: Campaign, start: float, end: float) -> Finding:
@@ -652,9 +659,17 @@ class ClusterDetector:
                 "members_sample": list(c.members)[:20],
             },
             member_count=len(c.members),
-            members=list(c.members)[: self.max_members],
+            members=(listed := list(c.members)[: self.max_members]),
+            member_orgs=_orgs_of(c, listed),
         )
 
     @property
     def tracked_keys(self) -> int:
         return len(self._keys)
+
+
+def _orgs_of(c: Campaign, listed: list[str]) -> dict[str, str]:
+    """Org of each listed member that declared one: bounded by the member list, so a finding
+    never carries orgs of accounts it does not name."""
+    members = c.members
+    return {a: org for a in listed if (org := members.get(a)) is not None}

@@ -24,6 +24,11 @@ class Finding:
     ``evidence`` is a plain JSON-ready dict: at least ``features``, ``baseline``,
     ``score``, ``threshold`` and ``signals`` (contributing signals, strongest first).
     Cluster findings also carry ``member_count`` and a capped ``members`` sample.
+
+    ``org_id`` (account findings) is the org of the account's newest event that declared one;
+    ``member_orgs`` (cluster findings) maps each listed member that declared an org to it, so
+    it is never longer than ``members``. The suspension policy's org allowlist reads them:
+    without them it could not know whose accounts a campaign contains.
     """
 
     entity_type: EntityType
@@ -37,6 +42,8 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     member_count: int | None = None
     members: list[str] | None = None
+    org_id: str | None = None
+    member_orgs: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

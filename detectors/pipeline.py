@@ -22,8 +22,8 @@ Examples
 
 from __future__ import annotations
 
+import heapq
 import math
-import pickle
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,6 +94,17 @@ class Detection:
         tier's lift (the median rise of its accounts, e.g. on a launch day).
     max_members
         Cap on the member list of cluster findings.
+    account_ttl_s
+        An account whose last active window started this long ago (event time, never wall
+        time, so the worker and ``replay`` evict the same accounts) loses its state: it is
+        evicted at the first window close past the horizon, or up to 1/128 of the horizon
+        later (accounts are indexed in buckets of last activity, so eviction costs the
+        evicted accounts, not a scan of all of them). If it comes back it starts again
+        from its cohort's prior, like a new account. The default, 7 days, is well past the
+        baseline's longest clock memory (the daily output bucket, decayed to e^-7 < 0.1 %
+        after a week) and matches ``validation.max_past_s``: no event older than that can
+        reach a window anyway. Must exceed a cluster window (template founders are looked
+        up after their window closes).
     """
 
     def __init__(
@@ -124,7 +135,13 @@ class Detection:
         template_max_bits: int = 10,
         population_min_accounts: int = 30,
         max_members: int = 10_000,
+        account_ttl_s: float = 7 * _DAY,
     ) -> None:
+        if not account_ttl_s > window_s * cluster_windows:
+            raise ValueError(
+                f"account_ttl_s must exceed a cluster window ({window_s * cluster_windows} s), "
+                f"got {account_ttl_s}"
+            )
         self.window_s = window_s
         self.lateness_s = lateness_s
         self.account_grace = account_grace
@@ -163,6 +180,14 @@ class Detection:
         self._priors: dict[str, Any] = {}
         self._held: dict[tuple[str, str], tuple[Finding, float]] = {}
         self._sample = 0
+        # Eviction index: accounts by bucket of last activity (a whole number of windows, so
+        # a window never straddles two buckets), and a heap of the live bucket numbers.
+        self.account_ttl_s = account_ttl_s
+        self._bucket_s = window_s * max(1, round(account_ttl_s / 128 / window_s))
+        self._bucket_of: dict[str, int] = {}
+        self._by_bucket: dict[int, set[str]] = {}
+        self._bucket_heap: list[int] = []
+        self.accounts_evicted = 0
 
     @property
     def active_accounts(self) -> int:
@@ -178,18 +203,34 @@ class Detection:
     def export_account(self, account_id: str) -> bytes | None:
         """The account's learned state as bytes (``None`` if it has none)."""
         base = self._baselines.get(account_id)
-        return None if base is None else pickle.dumps(base, protocol=pickle.HIGHEST_PROTOCOL)
+        return None if base is None else base.to_bytes()
 
     def import_account(self, account_id: str, blob: bytes) -> None:
-        """Restore what :meth:`export_account` saved (after a restart or a rebalance)."""
-        # Only our own changelog topic feeds this; it is as trusted as the worker.
-        self._baselines[account_id] = pickle.loads(blob)
+        """Restore what :meth:`export_account` saved (after a restart or a rebalance).
+
+        Raises :class:`~detectors.baseline.StateFormatError` for anything that is not a
+        baseline in the current format; the account is then left without state. The blob
+        is only ever parsed as numbers: whoever can write to the changelog topic cannot make
+        this run code."""
+        base = AccountBaseline.from_bytes(blob)
+        self._baselines[account_id] = base
+        ts = base.last_ts
+        # A forged or never-observed time files the account as long idle: evicted at the
+        # next window close instead of never.
+        self._mark_active(account_id, ts if math.isfinite(ts) else 0.0)
+
+    def has_open_window(self, account_id: str) -> bool:
+        """Whether the account has counters in a window that has not closed yet."""
+        return any(account_id in b for b in self.windower._buckets.values())
 
     def drop_accounts(self, account_ids: Iterable[str]) -> None:
         """Forget accounts another worker now owns: their state and open-window counters."""
         ids = set(account_ids)
         for account_id in ids:
             self._baselines.pop(account_id, None)
+            b = self._bucket_of.pop(account_id, None)
+            if b is not None:
+                self._by_bucket[b].discard(account_id)
         self.windower.drop(ids)
 
     def add(self, ev: Event) -> bool:
@@ -202,8 +243,45 @@ class Detection:
         for closed in self.windower.close_until(watermark):
             self.windows_closed += 1
             self._touched.update(closed.accounts)
+            mark = self._mark_active
+            for account_id in closed.accounts:
+                mark(account_id, closed.start)
             out.extend(self._detect(closed))
+            self._evict(closed.end)
         return out
+
+    # -- eviction of inactive accounts (event time) --------------------------------------------
+
+    def _mark_active(self, account_id: str, ts: float) -> None:
+        b = int(ts // self._bucket_s)
+        old = self._bucket_of.get(account_id)
+        if old == b:
+            return
+        by_bucket = self._by_bucket
+        if old is not None:
+            by_bucket[old].discard(account_id)
+        self._bucket_of[account_id] = b
+        ids = by_bucket.get(b)
+        if ids is None:
+            ids = by_bucket[b] = set()
+            heapq.heappush(self._bucket_heap, b)
+        ids.add(account_id)
+
+    def _evict(self, now: float) -> None:
+        """Drop every account whose last-activity bucket ended ``account_ttl_s`` before
+        ``now``. Evicted accounts are reported as touched: the state store writes a
+        tombstone for an account that no longer exports any state."""
+        cutoff = now - self.account_ttl_s
+        heap, by_bucket, bs = self._bucket_heap, self._by_bucket, self._bucket_s
+        while heap and (heap[0] + 1) * bs <= cutoff:
+            ids = by_bucket.pop(heapq.heappop(heap), None)
+            if not ids:
+                continue
+            for account_id in ids:
+                del self._bucket_of[account_id]
+                if self._baselines.pop(account_id, None) is not None:
+                    self.accounts_evicted += 1
+            self._touched.update(ids)
 
     # -- per closed window ---------------------------------------------------------------------
 
@@ -413,6 +491,7 @@ class Detection:
                     f.threshold,
                     f.severity,
                     {**f.evidence, "held_from_window_end": f.window_end},
+                    org_id=f.org_id,
                 )
             )
 
@@ -444,6 +523,7 @@ class Detection:
             entity_type="account",
             entity_id=account_id,
             detector="account_baseline",
+            org_id=acc.org_id,
             window_start=closed.start,
             window_end=closed.end,
             score=round(score, 3),
@@ -485,6 +565,7 @@ class Detection:
             entity_type="account",
             entity_id=account_id,
             detector="account_extraction",
+            org_id=acc.org_id,
             window_start=closed.start,
             window_end=closed.end,
             score=round(pop_z, 3),
@@ -528,6 +609,7 @@ class Detection:
             entity_type="account",
             entity_id=account_id,
             detector="account_profile_shift",
+            org_id=acc.org_id,
             window_start=closed.start,
             window_end=closed.end,
             score=round(z, 3),

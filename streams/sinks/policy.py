@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import time
 import tomllib
+import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detectors.findings import SEVERITIES, severity_rank
 from streams.sinks.errors import PolicyError
@@ -124,6 +125,13 @@ class BreakerPolicy(_Model):
 
 
 class Allowlist(_Model):
+    """Ids never actioned. Matching is exact: the id on the alert must equal an entry
+    character for character (no case folding, no trimming, no Unicode normalisation), so a
+    look-alike org such as ``Org-Internal``, ``org-internal `` or one with a Cyrillic o (U+043E)
+    is *not* allowlisted. An entry with surrounding whitespace, a control character or no
+    characters at all is rejected when the policy loads: it could only be a typo that would
+    silently never match."""
+
     accounts: frozenset[str] = Field(frozenset(), description="Account ids never actioned")
     orgs: frozenset[str] = Field(
         frozenset(), description="Org ids whose accounts are never actioned"
@@ -131,6 +139,17 @@ class Allowlist(_Model):
     clusters: frozenset[str] = Field(
         frozenset(), description="Cluster ids (e.g. a known tool's template) never actioned"
     )
+
+    @field_validator("accounts", "orgs", "clusters")
+    @classmethod
+    def _exact_ids(cls, ids: frozenset[str]) -> frozenset[str]:
+        for i in ids:
+            if not i or i != i.strip() or any(unicodedata.category(ch) == "Cc" for ch in i):
+                raise ValueError(
+                    f"allowlist entry {i!r}: empty, surrounding whitespace or a control "
+                    "character (entries match exactly; fix the entry)"
+                )
+        return ids
 
 
 DEFAULT_RULES = (
@@ -379,6 +398,10 @@ class PolicyEngine:
                     excluded.append(Decision(acct, api, "skipped", why, rule=idx))
                 else:
                     allowed.append(acct)
+            if not allowed:
+                # Every member is allowlisted: nothing for a human to approve.
+                out.decisions.extend(excluded)
+                return out
             out.pending_members = allowed
             if alert_id in self._pending:
                 # The request stands; its member list follows the growing cluster.
@@ -487,11 +510,18 @@ class PolicyEngine:
 
 def _org_of(change: Mapping[str, Any], account: str) -> str | None:
     """The org of ``account`` if the alert carries it: ``org_id`` of an account alert (top
-    level or in evidence) or ``member_orgs[account]`` of a cluster alert."""
-    evidence = change.get("evidence") or {}
+    level or in evidence) or ``member_orgs[account]`` of a cluster alert.
+
+    Only a non-empty string counts: ``str()`` of a number or a list could otherwise be made
+    to equal an allowlisted name. Never raises on a malformed alert (a crash would stop the
+    hook for every alert behind it).
+    """
+    evidence = change.get("evidence")
+    if not isinstance(evidence, Mapping):
+        evidence = {}
     if change.get("entity_type") != "cluster":
         org = change.get("org_id") or evidence.get("org_id")
-        return str(org) if org else None
-    orgs = change.get("member_orgs") or evidence.get("member_orgs") or {}
-    org = orgs.get(account)
-    return str(org) if org else None
+    else:
+        orgs = change.get("member_orgs") or evidence.get("member_orgs")
+        org = orgs.get(account) if isinstance(orgs, Mapping) else None
+    return org if isinstance(org, str) and org else None

@@ -151,3 +151,104 @@ def test_policy_files(tmp_path):
         load_policy(bad)
     with pytest.raises(PolicyError, match="not found"):
         load_policy(tmp_path / "missing.toml")
+
+
+# -- the org allowlist on alerts from the real detection path (issue 11, item 3) --------------
+
+
+def _campaign_changes() -> list[dict]:
+    """Alert changes of a 200-account campaign (each account its own org) amid benign traffic,
+    from the offline Monitor: the code path the worker runs."""
+    from detectors.pipeline import Monitor
+    from tests.detectors.synth import benign, hydra, merged
+
+    mon = Monitor()
+    out = []
+    for ev in merged(hydra(n=200, hours=3), benign(n=300, hours=3)):
+        out += mon.add(ev)
+    return out + mon.flush()
+
+
+def _org_policy(orgs: list[str]) -> str:
+    listed = ", ".join(f'"{o}"' for o in orgs)
+    return f"dry_run = true\n[allowlist]\norgs = [{listed}]\n"
+
+
+def test_campaign_whose_member_orgs_are_all_allowlisted_acts_on_no_account(tmp_path):
+    import asyncio
+
+    from tests.sinks.helpers import Harness
+
+    changes = _campaign_changes()
+    clusters = [c for c in changes if c["entity_type"] == "cluster" and c["state"] != "resolved"]
+    assert clusters, "the synthetic campaign was not detected"
+    members = {m for c in clusters for m in c["members"]}
+    # The orgs travel from the events through findings onto the alert changes.
+    assert {c["member_orgs"][m] for c in clusters for m in c["members"]} == {
+        f"org-{m}" for m in members
+    }
+    orgs = sorted(f"org-h{i}" for i in range(200))
+
+    for sub in ("all", "one"):
+        (tmp_path / sub).mkdir()
+    h = Harness(tmp_path / "all", policy=_org_policy(orgs))
+    asyncio.run(h.run(changes))
+    acted = [r for r in h.audit if r["decision"] in ("dry_run", "execute", "pending_approval")]
+    assert acted == []
+    skipped = [r for r in h.audit if r["decision"] == "skipped" and r["account_id"]]
+    assert {r["account_id"] for r in skipped} == members
+    assert all(r["reason"] == f"allowlisted org org-{r['account_id']}" for r in skipped)
+
+    # Control: one org left off the list, and that org's account (only) is acted on.
+    spared = sorted(members)[0]
+    h2 = Harness(tmp_path / "one", policy=_org_policy([o for o in orgs if o != f"org-{spared}"]))
+    asyncio.run(h2.run(changes))
+    acted2 = [r for r in h2.audit if r["decision"] in ("dry_run", "pending_approval")]
+    assert acted2 and {r["account_id"] for r in acted2 if r["account_id"]} <= {spared}
+
+
+LOOK_ALIKES = [
+    "Org-Internal",  # case
+    "ORG-INTERNAL",
+    "org-internal ",  # trailing space
+    " org-internal",
+    "org-internal\n",
+    "org-internal\u200b",  # zero-width space
+    "\u043erg-internal",  # Cyrillic o
+    "\uff4frg-internal",  # fullwidth o (NFKC would fold it to "org-internal")
+    "org\u2010internal",  # Unicode hyphen
+    "org-internal\x00",
+]
+
+
+@pytest.mark.parametrize("org", LOOK_ALIKES)
+def test_look_alike_org_is_not_allowlisted(org):
+    eng = PolicyEngine(Policy(dry_run=False, allowlist={"orgs": ["org-internal"]}))
+    v = eng.decide(change("a1", severity="critical", org_id=org), agreeing=lambda a: 2)
+    assert _outcomes(v) == [("a1", "suspend", "execute")]
+    cl = change("tmpl:x", entity_type="cluster", severity="critical", members=["m1"],
+                member_orgs={"m1": org}, alert_id="c-look-alike")
+    assert _outcomes(eng.decide(cl, agreeing=lambda a: 2)) == [("m1", "suspend", "execute")]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"org_id": ["org-internal"]},  # str(["..."]) must not be what matches
+        {"org_id": 0, "evidence": "not a mapping"},
+        {"entity_type": "cluster", "members": ["a1"], "member_orgs": ["org-internal"]},
+        {"entity_type": "cluster", "members": ["a1"], "member_orgs": {"a1": 7}},
+    ],
+)
+def test_malformed_org_fields_neither_match_nor_crash(extra):
+    eng = PolicyEngine(Policy(dry_run=False, allowlist={"orgs": ["org-internal", "0", "7"]}))
+    v = eng.decide(change("a1", severity="critical", **extra), agreeing=lambda a: 2)
+    assert [d.decision for d in v.decisions if d.account_id == "a1"] == ["execute"]
+
+
+@pytest.mark.parametrize("entry", [" org-internal", "org-internal\t", "", "org\ninternal"])
+def test_allowlist_entry_that_could_never_match_is_rejected_at_load(tmp_path, entry):
+    p = tmp_path / "p.toml"
+    p.write_text(f"[allowlist]\norgs = [{entry!r}]\n".replace("'", '"'))
+    with pytest.raises(PolicyError, match="allowlist"):
+        load_policy(p)
