@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 __all__ = ["Envelope", "dashboard_link", "delivery_id", "runbook_link"]
 
@@ -33,8 +33,15 @@ _AFTER_S = 900.0
 
 
 def runbook_link(base: str, detector: str) -> str:
-    """``<base>#<detector>``: docs/detectors.md has one section per detector, anchored by name."""
-    return f"{base}#{detector}"
+    """``<base>#<detector>``: docs/detectors.md has one section per detector, anchored by name.
+
+    The detector name comes from the alert record, so it is percent-encoded (and capped): a
+    forged name cannot add a query, a second URL or markup to the link.
+
+    >>> runbook_link("https://x/d.md", "a b|<c>?q=1")
+    'https://x/d.md#a%20b%7C%3Cc%3E%3Fq%3D1'
+    """
+    return f"{base}#{quote(detector[:100], safe='')}"
 
 
 def dashboard_link(grafana_url: str, change: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from detectors.findings import severity_rank
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
 from streams.sinks.errors import DeliveryError
-from streams.sinks.slack_blocks import esc, render
+from streams.sinks.slack_blocks import code, fit, render
 from streams.sinks.transport import HttpSession, post
 
 __all__ = ["MessageLog", "SlackGroups", "SlackSink"]
@@ -197,7 +197,7 @@ class _Digest:
 
     def render(self) -> dict[str, Any]:
         sevs = ", ".join(f"{n} {s}" for s, n in sorted(self.by_severity.items()))
-        sample = ", ".join(f"`{esc(x)}`" for x in self.sample)
+        sample = fit((code(x) for x in self.sample), ", ", 2000)
         text = (
             f"*{self.count}+ more alerting entities* ({sevs}) got no message of their own: "
             "the Slack message budget for this minute was spent. They are on the `alerts` "
@@ -208,7 +208,7 @@ class _Digest:
             "text": f"Alert flood: {self.count}+ more alerting entities not posted individually",
             "blocks": [
                 {"type": "header", "text": {"type": "plain_text", "text": header}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": text}},
             ],
         }
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from tests.sinks.helpers import Harness, change
-from tests.sinks.receivers import SlackReceiver
+from tests.sinks.receivers import SlackReceiver, validate_block_kit
 
 MEMBERS = [f"m{i}" for i in range(40)]
 
@@ -176,3 +177,96 @@ def test_restart_keeps_editing_the_same_message(tmp_path):
     finally:
         slack.stop()
     assert len(slack.posts) == 1
+
+
+# What an attacker who can write to `alerts` (or choose account ids) puts in every string.
+EVIL = "x`*bold*` <!channel> <https://evil.example|click> _it_ ~s~ \nFORGED\x1b[31m"
+_SPAN = re.compile(r"`[^`]*`")
+_LINK_TARGET = re.compile(r"<https?://[^|<> ]*\|")  # our own links: the target is not markup
+
+
+def _mrkdwn_texts(payload: dict) -> list[str]:
+    out = []
+    for b in payload["blocks"]:
+        if b["type"] == "section":
+            out += [b["text"]["text"]] if "text" in b else []
+            out += [f["text"] for f in b.get("fields", [])]
+        elif b["type"] == "context":
+            out += [e["text"] for e in b["elements"]]
+    return [*out, payload["text"]]
+
+
+def _assert_inert(payload: dict) -> None:
+    """No attacker markup survives: outside code spans nothing of EVIL formats, links or
+    pings; inside them nothing closes the span or starts a new line."""
+    header = payload["blocks"][0]["text"]["text"]
+    assert "\n" not in header and "\x1b" not in header and "https://evil" not in header
+    for text in _mrkdwn_texts(payload):
+        assert "\x1b" not in text and "\nFORGED" not in text, text
+        assert text.count("`") % 2 == 0, text  # every span that opens also closes
+        for span in _SPAN.findall(text):
+            assert "\n" not in span, span
+        outside = _LINK_TARGET.sub("<", _SPAN.sub("", text))
+        for markup in ("*bold*", "_it_", "~s~", "<!channel>", "<https://evil", "https://evil"):
+            assert markup not in outside, (markup, text)
+
+
+def test_attacker_strings_render_as_inert_text(tmp_path):
+    evidence = {
+        "features": {EVIL: 1.0}, "baseline": {EVIL: 0.5},
+        "signals": [{"signal": EVIL, "score": 9.0}],
+        "shared_attributes": [{"kind": EVIL, "key": EVIL, "members": 7}],
+        "harvest": {EVIL: 5},
+    }
+    slack = SlackReceiver().start()
+    try:
+        h = Harness(tmp_path, slack_webhook_url=slack.base + "/services/x",
+                    runbook_url="https://runbooks.example/docs/detectors.md")
+        asyncio.run(h.run([
+            change(EVIL, alert_id=EVIL, evidence=evidence),
+            change("c" + EVIL, entity_type="cluster", detector=EVIL, alert_id="c" + EVIL,
+                   members=[EVIL, "m`2", "m*3*"], evidence=evidence),
+        ]))
+    finally:
+        slack.stop()
+    assert slack.invalid == [] and len(slack.posts) == 2, slack.invalid
+    for p in slack.posts:
+        _assert_inert(p)
+    body = str(slack.posts[1]["blocks"])
+    # The values are still there for on-call to read, escaped, not dropped.
+    assert "&lt;!channel&gt;" in body and "\\\\nFORGED" in body
+    assert "https://runbooks.example/docs/detectors.md#x%60%2Abold" in body  # encoded target
+
+
+def test_huge_id_and_10000_member_campaign_reach_slack_within_limits(tmp_path):
+    huge = "acct-" + "&<" * 1000  # 2,005 characters, each `&`/`<` 4-5 once escaped
+    members = [f"member-{i}-" + "x" * 150 for i in range(10_000)]
+    slack = SlackReceiver(token="xoxb-t").start()
+    try:
+        h = Harness(tmp_path, slack_bot_token="xoxb-t", slack_channel="C1",
+                    slack_api_url=slack.base + "/api")
+        changes = [
+            change(huge, alert_id="big-account"),
+            change("campaign-" + "y" * 2000, entity_type="cluster", detector="template_cluster",
+                   alert_id="big-cluster", members=members,
+                   evidence={"shared_attributes": [{"kind": "asn", "key": m, "members": 9}
+                                                   for m in members[:100]],
+                             "signals": [{"signal": "s" * 5000, "score": 1.0}]}),
+        ]
+        # Many detectors on one account: one message must still stay within the limits.
+        changes += [change(huge, detector=f"det_{i}_" + "z" * 100, alert_id=f"d{i}")
+                    for i in range(60)]
+        asyncio.run(h.run(changes))
+    finally:
+        slack.stop()
+    assert slack.invalid == []  # the receiver validates Block Kit limits
+    assert h.dlq == []
+    assert len(slack.posts) == 2
+    big = next(p for p in slack.posts if "Members" not in str(p["blocks"]))
+    entity = big["blocks"][1]["fields"][0]["text"]
+    assert entity.startswith("*Entity*\naccount `acct-&amp;&lt;") and "chars)`" in entity
+    cluster = next(p for p in slack.posts if "Members" in str(p["blocks"]))
+    assert "*Members*\n10,000" in str(cluster["blocks"][1]) or "10,000" in str(cluster)
+    for p in slack.posts + slack.updates:
+        assert validate_block_kit(p) is None
+        assert len(p["text"]) <= 4000
