@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -126,7 +125,7 @@ def bench_memory(n: int, method: str) -> dict[str, float]:
         "accounts": n,
         "method": method,
         "state_bytes_per_account": (after - before) / n,
-        "baseline_pickle_bytes": len(pickle.dumps(base)),
+        "baseline_saved_bytes": len(base.to_bytes()),
         "baseline_object_bytes": base.nbytes(),
     }
 
@@ -158,7 +157,7 @@ def main() -> int:
         print(f"memory      {n:>9,} accounts: {m['state_bytes_per_account']:,.0f} bytes/account "
               f"({m['method']}) "
               f"of detector state (baseline object {m['baseline_object_bytes']} B, "
-              f"pickled {m['baseline_pickle_bytes']} B)")
+              f"saved {m['baseline_saved_bytes']} B)")
     result["memory"] = mem
     print(orjson.dumps(result).decode())
     return 0

@@ -24,6 +24,8 @@ True
 from __future__ import annotations
 
 import math
+import struct
+import sys
 from array import array
 from functools import lru_cache
 from typing import Any, Final
@@ -31,7 +33,14 @@ from typing import Any, Final
 from detectors.rate import OLD_LEVEL, RateParams, rate_learn, rate_z
 from detectors.rate import STATE_SIZE as RATE_SIZE
 
-__all__ = ["STATE_SIZE", "AccountBaseline", "account_params"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER",
+    "STATE_SIZE",
+    "AccountBaseline",
+    "StateFormatError",
+    "account_params",
+]
 
 # Layout of the state array.
 _REQ: Final = 0
@@ -59,6 +68,23 @@ _P: Final = 2 * RATE_SIZE
     _SINGLE_SLOW,
 ) = range(_P, _P + 19)
 STATE_SIZE: Final = _P + 19
+
+#: Version byte that starts every saved baseline. Layout (little-endian, no padding):
+#: version ``B``, grace period ``I``, threshold ``d``, array length ``I`` (:data:`HEADER`),
+#: then the state array as that many float64. Bump it when the layout or the meaning of a
+#: slot changes; an old blob is then rejected and the account relearns from its cohort.
+#: (Pickle, the format before version 1, starts with 0x80 and is rejected the same way.)
+FORMAT_VERSION: Final = 1
+HEADER: Final = struct.Struct("<BIdI")
+#: Largest grace period a saved baseline may claim (the configuration allows 1..1000).
+MAX_GRACE: Final = 100_000
+_BIG_ENDIAN: Final = sys.byteorder == "big"
+
+
+class StateFormatError(ValueError):
+    """A saved baseline that is not in the current format: wrong version, size or values.
+    The state store counts and skips such records; the account relearns."""
+
 
 _SIGNALS: Final = ("requests", "output_tokens")
 _HOUR: Final = 3600.0
@@ -332,19 +358,75 @@ class AccountBaseline:
 
     def nbytes(self) -> int:
         """Bytes of this baseline (object, slots and the state array)."""
-        import sys
-
         return sys.getsizeof(self) + sys.getsizeof(self._s)
 
-    def __getstate__(self) -> tuple[float, bytes, int]:
-        return (self.threshold, self._s.tobytes(), self._p.grace_period)
+    # -- durable form ------------------------------------------------------------------------
 
-    def __setstate__(self, state: tuple[float, bytes, int]) -> None:
-        self.threshold, raw, grace = state
+    def to_bytes(self) -> bytes:
+        """The baseline as a self-describing blob for the state store: plain numbers, never
+        code (see :data:`FORMAT_VERSION` for the layout).
+
+        Examples
+        --------
+        >>> b = AccountBaseline(grace_period=3, threshold=4.0)
+        >>> b.learn_one({"requests": 10.0, "output_tokens": 5000.0})
+        >>> blob = b.to_bytes()
+        >>> blob[0], len(blob) == HEADER.size + 8 * STATE_SIZE
+        (1, True)
+        >>> AccountBaseline.from_bytes(blob).to_bytes() == blob
+        True
+        >>> AccountBaseline.from_bytes(b"\\x80\\x05junk")
+        Traceback (most recent call last):
+        ...
+        detectors.baseline.StateFormatError: unknown state format version 0x80 (pickle from ...)
+        """
+        s = self._s
+        if _BIG_ENDIAN:
+            s = array("d", s)
+            s.byteswap()
+        head = HEADER.pack(FORMAT_VERSION, self._p.grace_period, self.threshold, len(s))
+        return head + s.tobytes()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> AccountBaseline:
+        """Rebuild a baseline from :meth:`to_bytes`; raise :class:`StateFormatError` for
+        anything else. Only numbers are read, so a forged record can at worst be rejected
+        or restore odd numbers for one account, never run code."""
+        if not isinstance(blob, bytes | bytearray | memoryview):
+            raise StateFormatError(f"state is {type(blob).__name__}, not bytes")
+        n_bytes = len(blob)
+        if n_bytes == 0:
+            raise StateFormatError("empty state record")
+        version = blob[0]
+        if version != FORMAT_VERSION:
+            hint = " (pickle from an older distillwatch? this account will relearn)"
+            raise StateFormatError(
+                f"unknown state format version 0x{version:02x}"
+                + (hint if version == 0x80 else " (this account will relearn)")
+            )
+        if n_bytes < HEADER.size:
+            raise StateFormatError(f"state record truncated: {n_bytes} bytes < header")
+        _, grace, threshold, size = HEADER.unpack_from(blob)
+        if size != STATE_SIZE:
+            raise StateFormatError(f"state array has {size} floats, expected {STATE_SIZE}")
+        if n_bytes != HEADER.size + 8 * size:
+            raise StateFormatError(
+                f"state record is {n_bytes} bytes, expected {HEADER.size + 8 * size}"
+            )
+        if not 1 <= grace <= MAX_GRACE:
+            raise StateFormatError(f"grace period {grace} outside 1..{MAX_GRACE}")
+        if not (math.isfinite(threshold) and threshold > 0.0):
+            raise StateFormatError(f"threshold {threshold!r} is not a positive finite number")
+        s = array("d")
+        s.frombytes(blob[HEADER.size :])
+        if _BIG_ENDIAN:
+            s.byteswap()
+        self = cls.__new__(cls)
         self._p = account_params(grace)
         self._po = account_params(grace, 0.7)
-        self._s = array("d")
-        self._s.frombytes(raw)
+        self.threshold = threshold
+        self._s = s
+        return self
 
 
 def rate_learn_at(s: array[float], p: RateParams, off: int, x: float) -> None:

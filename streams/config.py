@@ -181,6 +181,10 @@ class DetectionConfig(_Section):
     )
     quiet_windows: int = Field(3, ge=1, description="Quiet windows before an alert resolves")
     max_members: int = Field(10_000, ge=1, description="Cap on members listed in cluster alerts")
+    account_ttl_s: float = Field(
+        7 * 86400.0, ge=3600, le=365 * 86400,
+        description="An account inactive this long (event time) loses its state (evicted)",
+    )
 
 
 class MetricsConfig(_Section):

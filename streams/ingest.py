@@ -58,7 +58,7 @@ class IngestService(Service):
         self.highwaters: dict[int, int] = {}
         self._slow_batch_s = cfg.worker.slow_batch_s
         self.account_state = AccountStateStore(
-            cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir
+            cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir, stage.metrics
         )
 
     async def on_start(self) -> None:

@@ -33,6 +33,8 @@ class Metrics(NamedTuple):
     consumer_lag: Gauge
     active_accounts: Gauge
     watermark: Gauge
+    state_records_rejected: Counter
+    accounts_evicted: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> Metrics:
@@ -104,6 +106,17 @@ class Metrics(NamedTuple):
             watermark=Gauge(
                 f"{prefix}_watermark_timestamp_seconds",
                 "Event-time watermark of the account agent",
+                registry=registry,
+            ),
+            state_records_rejected=Counter(
+                f"{prefix}_state_records_rejected",
+                "Stored account-state records skipped at restore (never executed), by reason",
+                ["reason"],
+                registry=registry,
+            ),
+            accounts_evicted=Counter(
+                f"{prefix}_accounts_evicted",
+                "Accounts whose state was dropped after detection.account_ttl_s of inactivity",
                 registry=registry,
             ),
         )

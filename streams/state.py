@@ -9,6 +9,13 @@ touched, to two places:
 - a local RocksDB (rocksdict) under ``worker.data_dir``, with the changelog offset it reflects
   per partition, so a restarted worker reads only the changelog's tail.
 
+Records are :meth:`detectors.baseline.AccountBaseline.to_bytes` blobs (a version byte and
+plain float64s, never pickle): a record that does not decode — a pickle from an older
+version, garbage, a forged record, a record without a key — is counted in
+``distillwatch_state_records_rejected_total{reason}``, logged once per restore with the count,
+and skipped. An account evicted for inactivity (``detection.account_ttl_s``) is deleted from
+RocksDB and gets a tombstone (value ``null``) in the changelog, so compaction forgets it too.
+
 Why not a Faust table: a Faust table binds state to Faust's own stream path, whose
 per-event cost (~3k events/s here) is what :mod:`streams.ingest` avoids. This module keeps
 the same contract — changelog topic, RocksDB, restore on assignment — for the fast path.
@@ -27,13 +34,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rocksdict import Rdict
 
+from detectors.baseline import StateFormatError
 from detectors.pipeline import Detection
+from streams.logsafe import safe
+from streams.metrics import Metrics
 
-__all__ = ["AccountStateStore", "changelog_topic"]
+__all__ = ["REJECT_REASONS", "AccountStateStore", "changelog_topic"]
 
 log = logging.getLogger(__name__)
 
 _OFFSET = b"\x00offset\x00"
+
+#: Why a stored record was skipped: its value is not a current-format baseline, or its key
+#: is missing or not UTF-8.
+REJECT_REASONS = ("bad_format", "bad_key")
 
 
 def changelog_topic(app_id: str) -> str:
@@ -55,15 +69,31 @@ class AccountStateStore:
         Names the changelog topic (one per consumer group).
     data_dir
         Folder of the local RocksDB.
+    metrics
+        Where rejected records and evictions are counted (the worker's; optional in tests,
+        which read :attr:`rejected` and :attr:`evicted` instead).
     """
 
-    def __init__(self, bootstrap: str, app_id: str, data_dir: str | Path) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        app_id: str,
+        data_dir: str | Path,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = changelog_topic(app_id)
         path = Path(data_dir) / "account-state.rdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = Rdict(str(path))
         self.saved = 0
+        self.evicted = 0
+        self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        self._metrics = metrics
+        self._evicted_seen = 0
+        if metrics is not None:
+            for reason in REJECT_REASONS:
+                metrics.state_records_rejected.labels(reason)
 
     def close(self) -> None:
         self._db.close()
@@ -75,7 +105,14 @@ class AccountStateStore:
         account_partition: dict[str, int | None],
     ) -> None:
         """Write the state of every account touched since the last save, and wait until the
-        broker has it (the caller commits input offsets only after this returns)."""
+        broker has it (the caller commits input offsets only after this returns). An account
+        touched but without state was evicted: its row is deleted and a tombstone written."""
+        evicted = detection.accounts_evicted - self._evicted_seen
+        if evicted:
+            self._evicted_seen = detection.accounts_evicted
+            self.evicted += evicted
+            if self._metrics is not None:
+                self._metrics.accounts_evicted.inc(evicted)
         touched = detection.pop_touched()
         if not touched:
             return
@@ -88,9 +125,16 @@ class AccountStateStore:
         for account_id in touched:
             blob = detection.export_account(account_id)
             partition = account_partition.get(account_id)
-            if blob is None or partition is None:
+            if partition is None:
                 continue
-            db[_key(partition, account_id)] = blob
+            if blob is None:
+                del db[_key(partition, account_id)]
+                # Keep the mapping while the account has counters in an open window: its
+                # state, recreated when that window closes, is saved to the same partition.
+                if not detection.has_open_window(account_id):
+                    del account_partition[account_id]
+            else:
+                db[_key(partition, account_id)] = blob
             key = account_id.encode()
             batch = open_batches.get(partition)
             if batch is None:
@@ -133,6 +177,7 @@ class AccountStateStore:
         t0 = time.monotonic()
         start: dict[int, int] = {}
         loaded = 0
+        rejects = _Rejects()
         for p in parts:
             raw = self._db.get(_OFFSET + b"%d" % p)
             prefix = b"%d\x00" % p
@@ -142,11 +187,26 @@ class AccountStateStore:
                 local = list(takewhile(lambda kv, pre=prefix: kv[0].startswith(pre), rows))
             start[p] = int(raw) + 1 if raw is not None else 0
             for k, v in local:
-                account_id = k[len(prefix) :].decode()
-                detection.import_account(account_id, v)
+                account_id = self._import(k[len(prefix) :], v, detection, rejects)
+                if account_id is None:
+                    del self._db[k]  # it will never decode: reject it once, not every restore
+                    continue
                 account_partition[account_id] = p
                 loaded += 1
-        loaded += await self._read_tail(start, detection, account_partition)
+        loaded += await self._read_tail(start, detection, account_partition, rejects)
+        if rejects.count:
+            for reason, n in rejects.by_reason.items():
+                self.rejected[reason] += n
+                if self._metrics is not None:
+                    self._metrics.state_records_rejected.labels(reason).inc(n)
+            log.warning(
+                "skipped %d account state records that do not decode (%s) for partitions %s; "
+                "those accounts relearn. First: %s",
+                rejects.count,
+                ", ".join(f"{r}={n}" for r, n in rejects.by_reason.items() if n),
+                parts,
+                rejects.first,
+            )
         log.info(
             "restored state of %d accounts for partitions %s in %.2fs",
             loaded,
@@ -155,11 +215,31 @@ class AccountStateStore:
         )
         return loaded
 
+    def _import(
+        self, key: bytes | None, value: bytes, detection: Detection, rejects: _Rejects
+    ) -> str | None:
+        """Load one record into ``detection``; its account id, or None if it was rejected.
+        The value is only ever parsed as numbers (never unpickled)."""
+        try:
+            account_id = key.decode() if key is not None else None
+        except UnicodeDecodeError:
+            account_id = None
+        if account_id is None:
+            rejects.add("bad_key", f"key {safe(key, 80)} is not a UTF-8 account id")
+            return None
+        try:
+            detection.import_account(account_id, value)
+        except StateFormatError as err:
+            rejects.add("bad_format", f"account {safe(account_id, 80)}: {err}")
+            return None
+        return account_id
+
     async def _read_tail(
         self,
         start: dict[int, int],
         detection: Detection,
         account_partition: dict[str, int | None],
+        rejects: _Rejects,
     ) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
@@ -177,8 +257,13 @@ class AccountStateStore:
                 batch = await consumer.getmany(*todo, timeout_ms=1000)
                 for tp, recs in batch.items():
                     for r in recs:
-                        account_id = r.key.decode()
-                        detection.import_account(account_id, r.value)
+                        if r.value is None and r.key is not None:
+                            # A tombstone: the account was evicted after this state.
+                            self._forget(r.key, tp.partition, detection, account_partition)
+                            continue
+                        account_id = self._import(r.key, r.value, detection, rejects)
+                        if account_id is None:
+                            continue
                         account_partition[account_id] = tp.partition
                         self._db[_key(tp.partition, account_id)] = r.value
                         loaded += 1
@@ -189,3 +274,35 @@ class AccountStateStore:
             return loaded
         finally:
             await consumer.stop()
+
+    def _forget(
+        self,
+        key: bytes,
+        partition: int,
+        detection: Detection,
+        account_partition: dict[str, int | None],
+    ) -> None:
+        try:
+            account_id = key.decode()
+        except UnicodeDecodeError:
+            return  # nothing was ever stored under it
+        detection.drop_accounts([account_id])
+        account_partition.pop(account_id, None)
+        del self._db[_key(partition, account_id)]
+
+
+class _Rejects:
+    """Records skipped during one restore: counted per reason, the first one described."""
+
+    __slots__ = ("by_reason", "count", "first")
+
+    def __init__(self) -> None:
+        self.by_reason: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        self.count = 0
+        self.first = ""
+
+    def add(self, reason: str, what: str) -> None:
+        self.by_reason[reason] += 1
+        if not self.count:
+            self.first = what
+        self.count += 1
