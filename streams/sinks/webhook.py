@@ -4,15 +4,22 @@ Headers of every request:
 
 - ``X-Distillwatch-Timestamp``: Unix seconds when this attempt was signed;
 - ``X-Distillwatch-Signature``: ``v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>``;
-- ``X-Distillwatch-Delivery``: the delivery id, the same on every retry of one alert change.
+- ``X-Distillwatch-Delivery``: a copy of the body's ``delivery_id``, for logs and routing.
 
 A receiver recomputes the signature with :func:`verify`, rejects timestamps older than its
 tolerance (a captured request cannot be replayed later) and remembers delivery ids for that
 long (so a replay within the tolerance, or our own retry after a lost response, is dropped).
+The id to remember is ``delivery_id`` *inside the verified body* (:func:`verified_body`
+returns it): the delivery header is not covered by the signature, so anyone replaying a
+captured request could change it and get past a check keyed on it.
+
+:func:`verify` is meant to sit in front of anything: whatever the request holds (no header,
+an empty or non-ASCII signature, ``v2=``, a timestamp in Arabic-Indic digits, bytes or ``None``) it
+answers False and never raises.
 
 Examples
 --------
->>> body = b'{"alert": {}}'
+>>> body = b'{"delivery_id": "d1", "alert": {}}'
 >>> sig = sign(b"k", 1700000000, body)
 >>> sig[:3], verify(b"k", "1700000000", body, sig, now=1700000010)
 ('v1=', True)
@@ -20,6 +27,10 @@ Examples
 False
 >>> verify(b"k", "1700000000", body, sig, now=1700009999)  # too old: a replay
 False
+>>> verify(b"k", None, body, None), verify(b"k", "1700000000", body, "v1=\u00e9" * 22)
+(False, False)
+>>> verified_body(b"k", "1700000000", body, sig, now=1700000010)["delivery_id"]
+'d1'
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any
 
 import orjson
 
@@ -40,6 +52,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "WebhookSink",
     "sign",
+    "verified_body",
     "verify",
 ]
 
@@ -54,24 +67,80 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return "v1=" + mac.hexdigest()
 
 
+def _ascii(value: object) -> str | None:
+    """``value`` as an ASCII str, or None: header values may arrive as str, bytes or None."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str) or not value.isascii():
+        return None
+    return value
+
+
+# "v1=" + 64 hex digits; anything else is rejected before any HMAC is computed.
+_SIGNATURE_LEN = 3 + 2 * hashlib.sha256().digest_size
+# Timestamps are Unix seconds: more digits than this is garbage (and int() of a huge digit
+# string costs time).
+_MAX_TS_DIGITS = 12
+
+
 def verify(
-    secret: bytes,
-    timestamp: str,
+    secret: bytes | str,
+    timestamp: str | bytes | None,
     body: bytes,
-    signature: str,
+    signature: str | bytes | None,
     *,
     now: float | None = None,
     tolerance_s: float = 300.0,
 ) -> bool:
-    """True when ``signature`` matches and ``timestamp`` is within ``tolerance_s`` of now."""
+    """True when ``signature`` matches and ``timestamp`` is within ``tolerance_s`` of now.
+
+    False (never an exception) for a missing, empty, non-ASCII, wrong-length or wrong-scheme
+    signature, a timestamp that is not plain ASCII digits, a stale one, or a body that is not
+    bytes: a receiver can call it on any request as it arrives."""
     try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
+        ts_text = _ascii(timestamp)
+        sig = _ascii(signature)
+        if ts_text is None or sig is None or not isinstance(body, bytes | bytearray):
+            return False
+        # str.isdigit() alone accepts other scripts' digits and int() accepts "+1", " 1".
+        if not (0 < len(ts_text) <= _MAX_TS_DIGITS and ts_text.isdigit()):
+            return False
+        if len(sig) != _SIGNATURE_LEN or not sig.startswith("v1="):
+            return False
+        ts = int(ts_text)
+        now = time.time() if now is None else float(now)
+        if not abs(now - ts) <= tolerance_s:  # NaN tolerance or clock compares False
+            return False
+        key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        return hmac.compare_digest(sign(key, ts, bytes(body)).encode(), sig.encode())
+    except Exception:  # a receiver's gate must answer, not crash: anything odd is a no
         return False
-    now = time.time() if now is None else now
-    if abs(now - ts) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, ts, body), signature)
+
+
+def verified_body(
+    secret: bytes | str,
+    timestamp: str | bytes | None,
+    body: bytes,
+    signature: str | bytes | None,
+    *,
+    now: float | None = None,
+    tolerance_s: float = 300.0,
+) -> dict[str, Any] | None:
+    """The parsed body when :func:`verify` accepts the request, else None.
+
+    Its ``delivery_id`` is the key to de-duplicate on: it is inside the signed bytes."""
+    if not verify(secret, timestamp, body, signature, now=now, tolerance_s=tolerance_s):
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("delivery_id"), str):
+        return None
+    return doc
 
 
 class WebhookSink(Sink):
@@ -116,6 +185,7 @@ class WebhookSink(Sink):
             "User-Agent": "distillwatch",
             TIMESTAMP_HEADER: str(ts),
             SIGNATURE_HEADER: sign(self._secret, ts, body),
+            # A convenience copy: receivers de-duplicate on the signed body's delivery_id.
             DELIVERY_HEADER: env.delivery_id,
         }
         await post(self._http.session, self._url, data=body, headers=headers, what=repr(self))

@@ -185,7 +185,8 @@ class WebhookReceiver(Receiver):
             return "bad signature"
         if abs(self.clock() - int(ts)) > self.tolerance_s:
             return "stale timestamp"
-        delivery = headers.get("x-distillwatch-delivery", "")
+        # De-duplicate on the signed body's delivery_id, never on the unsigned header.
+        delivery = str(json.loads(body).get("delivery_id"))
         if delivery in self._seen:
             return "replayed delivery"
         self._seen.add(delivery)

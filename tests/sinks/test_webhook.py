@@ -9,6 +9,9 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
+from streams.sinks.webhook import sign, verified_body, verify
 from tests.sinks.helpers import Harness, change
 from tests.sinks.receivers import WebhookReceiver
 
@@ -178,3 +181,75 @@ def test_stop_dead_letters_what_is_left(tmp_path):
     assert sorted(shut) == sorted(f"account-a{i}-account_baseline" for i in range(4))
     assert {r["reason"] for r in h.dlq if r["sink"] == "webhook"} == {"shutdown"}
     assert h.metric("distillwatch_sink_queued", sink="webhook") == 0
+
+
+GOOD_TS = "1700000000"
+GOOD_BODY = b'{"delivery_id": "d1", "alert": {}}'
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "body", "signature"),
+    [
+        (GOOD_TS, GOOD_BODY, None),  # header missing
+        (GOOD_TS, GOOD_BODY, ""),
+        (GOOD_TS, GOOD_BODY, "v1=" + "\u00e9" * 64),  # non-ASCII, right length
+        (GOOD_TS, GOOD_BODY, b"v1=\xff" + b"0" * 63),  # non-ASCII bytes
+        (GOOD_TS, GOOD_BODY, "v1=" + "0" * 63),  # wrong length
+        (GOOD_TS, GOOD_BODY, "v1=" + "0" * 6400),
+        (GOOD_TS, GOOD_BODY, "SIG"),  # the right one with the scheme swapped, below
+        (GOOD_TS, GOOD_BODY, 12345),
+        (None, GOOD_BODY, "SIG"),
+        ("", GOOD_BODY, "SIG"),
+        ("\u0661\u0667" + "0" * 8, GOOD_BODY, "SIG"),  # Arabic-Indic digits: int() takes them
+        ("+1700000000", GOOD_BODY, "SIG"),
+        (" 1700000000", GOOD_BODY, "SIG"),
+        ("1700000000.0", GOOD_BODY, "SIG"),
+        ("9" * 5000, GOOD_BODY, "SIG"),
+        ("1699990000", GOOD_BODY, "SIG"),  # stale (signed for this timestamp below)
+        (GOOD_TS, None, "SIG"),
+        (GOOD_TS, "not bytes", "SIG"),
+    ],
+)
+def test_verify_answers_false_and_never_raises(timestamp, body, signature):
+    if signature == "SIG":
+        ts = timestamp if isinstance(timestamp, str) and timestamp.isascii() else GOOD_TS
+        try:
+            signature = sign(b"k", int(ts), GOOD_BODY)
+        except ValueError:
+            signature = sign(b"k", int(GOOD_TS), GOOD_BODY)
+        if timestamp == GOOD_TS and body == GOOD_BODY:
+            signature = "v2=" + signature[3:]
+    assert verify(b"k", timestamp, body, signature, now=1700000010) is False
+    assert verified_body(b"k", timestamp, body, signature, now=1700000010) is None
+
+
+def test_verify_accepts_the_real_thing_as_str_or_bytes():
+    sig = sign(b"k", int(GOOD_TS), GOOD_BODY)
+    assert verify(b"k", GOOD_TS, GOOD_BODY, sig, now=1700000010)
+    assert verify("k", GOOD_TS.encode(), GOOD_BODY, sig.encode(), now=1700000010)
+    assert not verify(b"other", GOOD_TS, GOOD_BODY, sig, now=1700000010)
+
+
+def test_the_deduplication_key_is_covered_by_the_signature(tmp_path):
+    rx = WebhookReceiver(SECRET.encode()).start()
+    try:
+        h = Harness(tmp_path, webhook_urls=f"{rx.base}/hook", webhook_secret=SECRET)
+        asyncio.run(h.run([change("a0")]))
+        path, headers, raw = rx.requests[0]
+        ts, sig = headers["x-distillwatch-timestamp"], headers["x-distillwatch-signature"]
+        doc = verified_body(SECRET, ts, raw, sig)
+        assert doc is not None and doc["delivery_id"] == headers["x-distillwatch-delivery"]
+        # Changing the recommended key (the body's delivery_id) breaks the signature...
+        forged = raw.replace(doc["delivery_id"].encode(), b"f" * len(doc["delivery_id"]))
+        assert forged != raw and not verify(SECRET.encode(), ts, forged, sig)
+        assert verified_body(SECRET, ts, forged, sig) is None
+        # ...while the header is outside it: a replay with a new header still verifies, so
+        # only the body's id catches it. The receiver built on the docs refuses the replay.
+        fwd = {k: v for k, v in headers.items() if k.startswith("x-distillwatch")}
+        fwd["x-distillwatch-delivery"] = "a-fresh-looking-id"
+        fwd["Content-Type"] = "application/json"
+        assert verify(SECRET.encode(), ts, raw, sig)
+        assert _post(f"{rx.base}{path}", fwd, raw) == 409
+        assert rx.rejected == ["replayed delivery"] and len(rx.accepted) == 1
+    finally:
+        rx.stop()
