@@ -259,7 +259,8 @@ class AccountStateStore:
                     for r in recs:
                         if r.value is None and r.key is not None:
                             # A tombstone: the account was evicted after this state.
-                            self._forget(r.key, tp.partition, detection, account_partition)
+                            if self._forget(r.key, tp.partition, detection, account_partition):
+                                loaded -= 1
                             continue
                         account_id = self._import(r.key, r.value, detection, rejects)
                         if account_id is None:
@@ -281,14 +282,17 @@ class AccountStateStore:
         partition: int,
         detection: Detection,
         account_partition: dict[str, int | None],
-    ) -> None:
+    ) -> bool:
+        """Apply a tombstone; True if it removed an account this restore had loaded."""
         try:
             account_id = key.decode()
         except UnicodeDecodeError:
-            return  # nothing was ever stored under it
+            return False  # nothing was ever stored under it
+        had = detection.export_account(account_id) is not None
         detection.drop_accounts([account_id])
         account_partition.pop(account_id, None)
         del self._db[_key(partition, account_id)]
+        return had
 
 
 class _Rejects:
