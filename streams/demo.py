@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     # disk from an earlier demo would describe a stream that no longer exists.
     data_dir = tempfile.mkdtemp(prefix="distillwatch-demo-")
     env = {**os.environ, **DEMO_ENV, "DISTILLWATCH_WORKER__DATA_DIR": data_dir}
+    # One worker: a throw-away record-signing key, so the demo needs no configuration and
+    # does not print the multi-worker warning.
+    env.setdefault("DISTILLWATCH_WORKER__RECORD_SECRET", secrets.token_hex(32))
     worker = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--broker", broker.url,
          "--metrics-port", str(metrics_port)],
