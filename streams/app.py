@@ -19,6 +19,7 @@ from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
 from streams.ingest import IngestService
 from streams.integrity import signer_for
+from streams.kafka_security import faust_credentials
 from streams.logsafe import safe
 from streams.metrics import Metrics, RecordMetrics
 from streams.sinks.intake import rejected_record
@@ -41,6 +42,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     app = faust.App(
         cfg.worker.app_id,
         broker=cfg.broker.url,
+        broker_credentials=faust_credentials(cfg.broker),  # SASL/TLS: docs/deployment.md
         datadir=cfg.worker.data_dir,
         # The alert table is small and restored from its changelog at every assignment. Not
         # RocksDB: a rebalance while the table is written can leave RocksDB's persisted offset
@@ -65,7 +67,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     registry.register(TopKCollector(worst))
     t = cfg.topics
     findings = app.topic(t.findings, value_type=bytes, partitions=1)
-    alerts = app.topic(t.alerts, value_type=bytes)
+    alerts = app.topic(t.alerts, value_type=bytes, partitions=1)  # see streams/delivery.py
 
     ingest = IngestStage(cfg, metrics)
     alert_state = app.Table(

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from types import TracebackType
+from typing import Any
 
 from streams.errors import BrokerError
 
@@ -65,13 +66,22 @@ def _port_taken(port: int) -> bool:
     return False
 
 
-def create_topics(bootstrap: str, layout: Mapping[str, int], *, compact: bool = False) -> None:
+def create_topics(
+    bootstrap: str,
+    layout: Mapping[str, int],
+    *,
+    compact: bool = False,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> None:
     """Create the topics of ``layout`` (name -> partitions) that do not exist yet;
-    ``compact`` asks for log compaction (state changelogs)."""
+    ``compact`` asks for log compaction (state changelogs); ``client_kwargs`` carries the
+    connection security (:func:`streams.kafka_security.client_kwargs`)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillwatch-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id="distillwatch-admin", **(client_kwargs or {})
+    )
     try:
         existing = set(admin.list_topics())
         new = [

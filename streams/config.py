@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from streams.urlmask import mask_urls
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
@@ -38,6 +40,21 @@ class BrokerConfig(_Section):
     tansu_bin: str | None = Field(
         None, description="Path to the Tansu binary for the embedded broker (default: search)"
     )
+    # Client security, applied to every Kafka client by streams/kafka_security.py.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="PLAINTEXT (embedded broker, tests), SSL, SASL_PLAINTEXT or SASL_SSL "
+        "(production: SCRAM over TLS, see docs/deployment.md SECURITY)",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when security_protocol is SASL_*"
+    )
+    sasl_username: str | None = Field(None, description="SASL user (the worker's principal)")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    sasl_password_file: str | None = Field(None, description="File holding sasl_password")
+    ssl_cafile: str | None = Field(
+        None, description="CA bundle that signed the brokers' certificates (default: system CAs)"
+    )
 
     @field_validator("url")
     @classmethod
@@ -45,6 +62,31 @@ class BrokerConfig(_Section):
         if not v.startswith("kafka://") or ":" not in v.removeprefix("kafka://"):
             raise ValueError("expected kafka://HOST:PORT, e.g. kafka://127.0.0.1:9092")
         return v
+
+    @model_validator(mode="after")
+    def _security(self) -> BrokerConfig:
+        if self.sasl_password and self.sasl_password_file:
+            raise ValueError("set sasl_password or sasl_password_file, not both")
+        for name in ("sasl_password_file", "ssl_cafile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file {path!r}")
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and (self.sasl_password or self.sasl_password_file)
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_username and "
+                "sasl_password (or sasl_password_file)"
+            )
+        return self
+
+    def sasl_secret(self) -> str | None:
+        """The SASL password from the field or its file; only Kafka clients should hold it."""
+        if self.sasl_password is not None:
+            return self.sasl_password.get_secret_value()
+        if self.sasl_password_file is None:
+            return None
+        return Path(self.sasl_password_file).read_text().strip() or None
 
     @property
     def bootstrap(self) -> str:
@@ -66,6 +108,8 @@ class TopicsConfig(_Section):
         findings and watermarks in one order, and its state table is co-partitioned with it."""
         out = dict.fromkeys(self.all(), self.partitions)
         out[self.findings] = 1
+        # One worker at a time runs the suspension hook, so its action budget is global.
+        out[self.alerts] = 1
         return out
 
     def all(self) -> list[str]:
@@ -398,8 +442,9 @@ class Config(_Section):
     sinks: SinksConfig = SinksConfig()
 
     def masked(self) -> dict[str, Any]:
-        """The effective configuration as a dict, with secrets shown as ``**********``."""
-        return self.model_dump(mode="json")
+        """The effective configuration as a dict, with secrets shown as ``**********`` and
+        credentials inside plain URL fields (userinfo, query values) as ``***``."""
+        return mask_urls(self.model_dump(mode="json"))  # type: ignore[no-any-return]
 
     def detection_kwargs(self) -> dict[str, Any]:
         """Plain keyword arguments for :class:`detectors.pipeline.Detection` (every

@@ -38,6 +38,7 @@ from streams.sinks.base import RetryPolicy, SinkRunner
 from streams.sinks.dead_letter import DeadLetterWriter
 from streams.sinks.dispatch import Dispatcher, DlqWriter
 from streams.sinks.intake import AlertIntake
+from streams.sinks.ledger import KafkaLedger, ledger_topic
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.policy import PolicyEngine, load_policy
 from streams.sinks.slack import SlackSink
@@ -56,8 +57,10 @@ def build_dispatcher(
     audit: AuditWriter,
     dlq: DlqWriter,
     metrics: SinkMetrics | None = None,
+    ledger: KafkaLedger | None = None,
 ) -> Dispatcher:
-    """Sinks and runners for ``cfg``, with no Kafka: ``audit`` and ``dlq`` write records."""
+    """Sinks and runners for ``cfg``, with no Kafka: ``audit`` and ``dlq`` write records;
+    ``ledger`` (the worker's) makes the suspension hook's budget and idempotency shared."""
     s = cfg.sinks
     metrics = metrics or SinkMetrics.create(registry)
     policy = load_policy(s.policy_file)
@@ -109,6 +112,7 @@ def build_dispatcher(
         store=ApprovalStore(approvals_path(cfg.worker.data_dir)),
         raise_alert=dispatcher.raise_system_alert,
         metrics=metrics,
+        ledger=ledger,
     )
     dispatcher.add_runner(runner(suspension))
     log.info(
@@ -136,7 +140,8 @@ def install_delivery(
     t = cfg.topics
     signer = signer or signer_for(cfg)
     record_metrics = record_metrics or RecordMetrics.create(registry)
-    alerts = app.topic(t.alerts, value_type=bytes)
+    # One partition: one worker at a time runs the suspension hook (its budget is global).
+    alerts = app.topic(t.alerts, value_type=bytes, partitions=1)
     alerts_dlq = app.topic(t.alerts_dlq, value_type=bytes)
     actions = app.topic(t.actions, value_type=bytes)
 
@@ -153,7 +158,9 @@ def install_delivery(
         value = orjson.dumps(rec)
         await actions.send(key=key, value=value, headers=signer.headers(t.actions, key, value))
 
-    dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq)
+    ledger = KafkaLedger(cfg.broker.bootstrap, ledger_topic(cfg.worker.app_id), signer, registry)
+    dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq,
+                                  ledger=ledger)
 
     @app.service
     class DeliveryService(Service):

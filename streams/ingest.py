@@ -28,6 +28,7 @@ from mode import Service
 from streams.broker import create_topics
 from streams.config import Config
 from streams.integrity import RecordSigner
+from streams.kafka_security import client_kwargs
 from streams.stages import IngestStage
 from streams.state import AccountStateStore
 
@@ -57,18 +58,25 @@ class IngestService(Service):
         self.last_offsets: dict[int, int] = {}
         self.highwaters: dict[int, int] = {}
         self._slow_batch_s = cfg.worker.slow_batch_s
+        # Every client of this service authenticates the same way (streams/kafka_security.py).
+        self._kafka = client_kwargs(cfg.broker)
         self.account_state = AccountStateStore(
-            cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir, stage.metrics
+            cfg.broker.bootstrap, cfg.worker.app_id, cfg.worker.data_dir, stage.metrics,
+            client_kwargs=self._kafka,
         )
 
     async def on_start(self) -> None:
         bootstrap = self.cfg.broker.bootstrap
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **self._kafka)
         await self._producer.start()
         partitions = await self._producer.partitions_for(self.cfg.topics.requests)
         # The state changelog mirrors the partitions of requests; create_topics is idempotent.
         await asyncio.to_thread(
-            create_topics, bootstrap, {self.account_state.topic: len(partitions)}, compact=True
+            create_topics,
+            bootstrap,
+            {self.account_state.topic: len(partitions)},
+            compact=True,
+            client_kwargs=self._kafka,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -81,6 +89,7 @@ class IngestService(Service):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=4_000,
+            **self._kafka,
         )
         self._consumer.subscribe([self.cfg.topics.requests], listener=_Rebalance(self))
         await self._consumer.start()

@@ -72,6 +72,8 @@ class AccountStateStore:
     metrics
         Where rejected records and evictions are counted (the worker's; optional in tests,
         which read :attr:`rejected` and :attr:`evicted` instead).
+    client_kwargs
+        Connection security for the restore consumer (:func:`streams.kafka_security.client_kwargs`).
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class AccountStateStore:
         app_id: str,
         data_dir: str | Path,
         metrics: Metrics | None = None,
+        client_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self._client_kwargs = client_kwargs or {}
         self.topic = changelog_topic(app_id)
         path = Path(data_dir) / "account-state.rdb"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,7 +245,9 @@ class AccountStateStore:
         account_partition: dict[str, int | None],
         rejects: _Rejects,
     ) -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self._client_kwargs
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in start]

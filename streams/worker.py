@@ -16,6 +16,7 @@ from prometheus_client import (
 
 from streams.broker import create_topics
 from streams.config_cmd import config_from_args
+from streams.kafka_security import client_kwargs
 
 __all__ = ["add_arguments", "run"]
 
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from streams.gc_tuning import tune_gc
 
     if not args.no_create_topics:
-        create_topics(cfg.broker.bootstrap, cfg.topics.layout())
+        create_topics(
+            cfg.broker.bootstrap, cfg.topics.layout(), client_kwargs=client_kwargs(cfg.broker)
+        )
     registry = CollectorRegistry()
     # process_* (memory, CPU, open files) and python_* for the pipeline-health dashboard.
     ProcessCollector(registry=registry)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import time
 import tomllib
 import unicodedata
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,41 +216,70 @@ class Breaker:
     """Action budget: at most ``max_actions`` per ``interval_s``; once spent, closed to
     everything for one full interval (it does not flap back open action by action).
 
+    Each spend is keyed (by the decision's idempotency key), so replaying the shared ledger
+    (:mod:`streams.sinks.ledger`), including this process's own records, counts it once.
+
     >>> b = Breaker(max_actions=2, interval_s=60)
     >>> [b.allow(t) for t in (0, 1, 2, 3)]
     [(True, False), (True, False), (False, True), (False, False)]
     >>> b.is_open(30), b.allow(62 + 1)
     (True, (True, False))
+    >>> r = Breaker(max_actions=2, interval_s=60)
+    >>> r.restore_spend("k1", 0.0); r.restore_spend("k1", 0.0); r.restore_spend("k2", 1.0)
+    >>> r.allow(5)
+    (False, True)
     """
 
     def __init__(self, max_actions: int, interval_s: float) -> None:
         self.max_actions = max_actions
         self.interval_s = interval_s
-        self._times: deque[float] = deque()
+        self._spent: dict[str, float] = {}
         self._open_until: float | None = None
+        self._anon = 0
+
+    @property
+    def open_until(self) -> float | None:
+        return self._open_until
 
     def is_open(self, now: float) -> bool:
         """True while the budget is spent (actions are refused)."""
         return self._open_until is not None and now < self._open_until
 
-    def allow(self, now: float) -> tuple[bool, bool]:
+    def _key(self, key: str | None) -> str:
+        if key is None:
+            self._anon += 1
+            return f"#{self._anon}"
+        return key
+
+    def allow(self, now: float, key: str | None = None) -> tuple[bool, bool]:
         """Spend one action if the budget allows: (allowed, tripped by this call)."""
         if self._open_until is not None:
             if now < self._open_until:
                 return False, False
             self._open_until = None
-            self._times.clear()
-        while self._times and self._times[0] <= now - self.interval_s:
-            self._times.popleft()
-        if len(self._times) >= self.max_actions:
+            self._spent.clear()
+        cut = now - self.interval_s
+        if any(t <= cut for t in self._spent.values()):
+            self._spent = {k: t for k, t in self._spent.items() if t > cut}
+        if len(self._spent) >= self.max_actions:
             self._open_until = now + self.interval_s
             return False, True
-        self._times.append(now)
+        self._spent[self._key(key)] = now
         return True, False
 
-    def record(self, now: float) -> None:
+    def record(self, now: float, key: str | None = None) -> None:
         """Count an action that a human approved (never refused)."""
-        self._times.append(now)
+        self._spent[self._key(key)] = now
+
+    def restore_spend(self, key: str, ts: float) -> None:
+        """A spend read back from the ledger (idempotent per key)."""
+        if self._open_until is None or ts < self._open_until:
+            self._spent[key] = ts
+
+    def restore_open(self, until: float) -> None:
+        """The breaker was opened (by this or another worker) until ``until``."""
+        if self._open_until is None or until > self._open_until:
+            self._open_until = until
 
 
 @dataclass(slots=True)
@@ -305,6 +334,47 @@ class PolicyEngine:
         # account must not suspend it twice.
         self._acted: OrderedDict[str, tuple[int, str, str]] = OrderedDict()
         self._pending: set[str] = set()
+        # Ledger records of the decisions since the last pop_journal(): the suspension sink
+        # writes them to the shared ledger before it acts (see streams/sinks/ledger.py).
+        self._journal: list[tuple[str, dict[str, Any] | None]] = []
+
+    def pop_journal(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Ledger records of the decisions taken since the last call, in order."""
+        out, self._journal = self._journal, []
+        return out
+
+    def apply(self, key: str, value: dict[str, Any] | None) -> None:
+        """Fold one ledger record in (from any worker, this one included; idempotent):
+        decided keys, the strongest action per account, budget spends, the open breaker."""
+        if value is None:
+            return
+        try:
+            if key.startswith("k:"):
+                idem = key[2:]
+                ts = float(value["ts"])
+                act = str(value["action"])
+                self._remember(idem)
+                if act in _STRENGTH:
+                    acct = str(value["account"])
+                    prev = self._acted.get(acct)
+                    if prev is None or prev[0] <= _STRENGTH[act]:
+                        self._acted_on(acct, act, idem)
+                if value.get("budget"):
+                    self.breaker.restore_spend(idem, ts)
+            elif key.startswith("f:"):
+                self._forget(key[2:])
+            elif key == "b:open":
+                self.breaker.restore_open(float(value["until"]))
+        except (KeyError, TypeError, ValueError):
+            # Signed by a worker yet malformed (a newer format?): skip, never crash the hook.
+            return
+
+    def _decided(self, key: str, account: str, action: str, now: float) -> None:
+        self._remember(key)
+        self._acted_on(account, action, key)
+        self._journal.append((f"k:{key}", {
+            "ts": now, "account": account, "action": action, "budget": action in _BUDGETED,
+        }))
 
     def mark_pending(self, alert_ids: set[str] | list[str]) -> None:
         """Alerts already waiting for approval (loaded from the approval store at start)."""
@@ -312,6 +382,10 @@ class PolicyEngine:
 
     def forget(self, key: str) -> None:
         """An execution failed for good: let a later update of the alert try again."""
+        self._forget(key)
+        self._journal.append((f"f:{key}", {"ts": self.clock()}))
+
+    def _forget(self, key: str) -> None:
         self._done.pop(key, None)
         for acct, (_, k, _) in list(self._acted.items()):
             if k == key:
@@ -459,16 +533,17 @@ class PolicyEngine:
                 out.decisions.append(Decision(acct, act, "skipped", redundant, key, idx))
                 continue
             if act in _BUDGETED:
-                allowed_now, tripped = self.breaker.allow(now)
+                allowed_now, tripped = self.breaker.allow(now, key)
                 if not allowed_now:
                     out.budget_exceeded |= tripped
+                    if tripped:
+                        self._journal.append(("b:open", {"until": self.breaker.open_until}))
                     out.decisions.append(
                         Decision(acct, act, "skipped", "action budget exceeded (breaker open)",
                                  idempotency_key=key, rule=idx)
                     )
                     continue
-            self._remember(key)
-            self._acted_on(acct, act, key)
+            self._decided(key, acct, act, now)
             outcome: Outcome = "dry_run" if pol.dry_run else "execute"
             out.decisions.append(Decision(acct, act, outcome, note, idempotency_key=key, rule=idx))
         if duplicates:
@@ -494,11 +569,11 @@ class PolicyEngine:
                 continue
             key = idempotency_key(alert_id, acct, "suspend")
             redundant = self._already(acct, "suspend")
-            if redundant or not self._remember(key):
+            if redundant or key in self._done:
                 out.append(Decision(acct, "suspend", "skipped", redundant or "already done", key))
                 continue
-            self._acted_on(acct, "suspend", key)
-            self.breaker.record(now)
+            self._decided(key, acct, "suspend", now)
+            self.breaker.record(now, key)
             outcome: Outcome = "dry_run" if self.policy.dry_run else "execute"
             out.append(Decision(acct, "suspend", outcome, "approved by a human", key))
         return out

@@ -5,12 +5,20 @@ Every alert change goes through :class:`~streams.sinks.policy.PolicyEngine`; eve
 topic) with its reason; decisions to execute call the account API and are audited as
 ``executed`` (or ``failed`` once the runner gives up). The sink is retried like any other:
 an alert's decisions are taken once and only the calls still outstanding are repeated.
+
+With a ledger (:mod:`streams.sinks.ledger`, the worker always has one) the engine's memory
+is shared and durable: before deciding an alert change the sink reads every ledger record
+written since (by any worker, or by this one before a restart), and it writes the new
+decisions to the ledger before any audit record or API call. A redelivered change that the
+ledger shows as decided is dropped without a record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,12 +30,15 @@ from streams.sinks.audit import AuditWriter, audit_record
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
 from streams.sinks.errors import DeliveryError
+from streams.sinks.ledger import KafkaLedger, LedgerRecord
 from streams.sinks.metrics import SinkMetrics
 from streams.sinks.policy import Decision, PolicyEngine
 
 __all__ = ["SuspensionSink", "budget_alert"]
 
 log = logging.getLogger(__name__)
+
+_DECIDED = 200_000  # delivery ids remembered from the ledger
 
 #: Receives the critical "action budget exceeded" alert (to Slack and webhooks).
 AlertRaiser = Callable[[dict[str, Any]], Awaitable[None]]
@@ -72,6 +83,8 @@ class _Plan:
     pending: dict[str, Any] | None = None
     alert: dict[str, Any] | None = None
     execs: list[Decision] = field(default_factory=list)
+    #: Ledger records still to write; written before anything else of the plan happens.
+    ledger: list[LedgerRecord] = field(default_factory=list)
     called: bool = False  # the API call of execs[0] succeeded; its audit record is due
 
 
@@ -95,6 +108,9 @@ class SuspensionSink(Sink):
         Receives the "action budget exceeded" alert change.
     metrics
         Sink metrics (actions counter, breaker gauge).
+    ledger
+        Shared, durable decisions (budget and idempotency); None keeps them in this process
+        only (tests without Kafka).
     """
 
     name = "suspension"
@@ -109,6 +125,7 @@ class SuspensionSink(Sink):
         store: ApprovalStore | None = None,
         raise_alert: AlertRaiser | None = None,
         metrics: SinkMetrics | None = None,
+        ledger: KafkaLedger | None = None,
     ) -> None:
         if api is None and not engine.policy.dry_run:
             raise ValueError("suspension: dry_run = false needs sinks.account_api_url")
@@ -121,6 +138,8 @@ class SuspensionSink(Sink):
         self.metrics = metrics
         self._plans: dict[str, _Plan] = {}
         self._queued_approvals: set[str] = set()
+        self.ledger = ledger
+        self._decided: OrderedDict[str, None] = OrderedDict()
 
     @property
     def dry_run(self) -> bool:
@@ -131,10 +150,43 @@ class SuspensionSink(Sink):
             await self.api.setup()
         if self.store is not None:
             self.engine.mark_pending(self.store.pending_ids())
+        if self.ledger is not None:
+            await self.ledger.start()
+            n = await self._sync()
+            log.info("suspension ledger %s: %d records restored", self.ledger.topic, n)
 
     async def close(self) -> None:
         if self.api is not None:
             await self.api.close()
+        if self.ledger is not None:
+            await self.ledger.stop()
+
+    async def _sync(self) -> int:
+        """Fold in every ledger record written since the last sync (any worker's)."""
+        assert self.ledger is not None
+        try:
+            records = await self.ledger.sync()
+        except Exception as err:
+            raise DeliveryError(f"ledger read failed: {type(err).__name__}",
+                                retriable=True) from err
+        for key, value in records:
+            if key.startswith("d:"):
+                if value is not None:
+                    self._decided[key[2:]] = None
+                    if len(self._decided) > _DECIDED:
+                        self._decided.popitem(last=False)
+            else:
+                self.engine.apply(key, value)
+        return len(records)
+
+    async def _append(self, records: list[LedgerRecord]) -> None:
+        assert self.ledger is not None
+        try:
+            await self.ledger.append(records)
+        except Exception as err:
+            # Nothing of the plan has happened yet: retry (the plan resumes here).
+            raise DeliveryError(f"ledger write failed: {type(err).__name__}",
+                                retriable=True) from err
 
     async def _write(self, env: Envelope, d: Decision, **kw: Any) -> None:
         rec = audit_record(
@@ -158,7 +210,21 @@ class SuspensionSink(Sink):
         # step (audit write, approval file, API call) resumes instead of deciding again.
         plan = self._plans.get(env.delivery_id)
         if plan is None:
+            if self.ledger is not None:
+                await self._sync()
+                if env.delivery_id in self._decided:
+                    # Decided before (a redelivery after a restart, or by another worker).
+                    log.info("alert %s change %s already decided (ledger)", env.alert_id,
+                             env.delivery_id)
+                    self._finish_approval(env, "executed")
+                    return 0
             plan = self._plans[env.delivery_id] = self._decide(env)
+            journal = self.engine.pop_journal()
+            if self.ledger is not None:
+                plan.ledger = [*journal, (f"d:{env.delivery_id}", {"ts": time.time()})]
+        if plan.ledger:
+            await self._append(plan.ledger)
+            plan.ledger = []
         while plan.records:
             d, kw = plan.records[0]
             await self._write(env, d, **kw)
@@ -197,6 +263,16 @@ class SuspensionSink(Sink):
             if d.idempotency_key is not None:
                 self.engine.forget(d.idempotency_key)
             records.append((d, {"decision": "failed", "reason": f"{reason}: {d.reason}"}))
+        journal = self.engine.pop_journal()
+        if plan is not None and plan.ledger:
+            # Its decisions never reached the ledger: nor will the rest of the plan.
+            journal = []
+        if journal and self.ledger is not None:
+            try:
+                await self._append(journal)
+            except DeliveryError:
+                log.error("alert %s: ledger records lost (%d); the keys may be retried only "
+                          "by this process", env.alert_id, len(journal))
         for d, kw in records:
             try:
                 await self._write(env, d, **kw)
