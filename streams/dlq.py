@@ -1,18 +1,30 @@
-"""Dead-letter records: what goes to ``requests-dlq`` for a rejected payload."""
+"""Dead-letter records: what goes to ``requests-dlq`` for a rejected payload, and how it gets
+there without ever being lost."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from detectors.events import InvalidEvent
+import orjson
 
-__all__ = ["dlq_record"]
+from detectors.events import InvalidEvent
+from streams.logsafe import safe
+
+__all__ = ["MESSAGE_CHARS", "dlq_record", "publish"]
+
+log = logging.getLogger(__name__)
+
+#: Longest ``message`` of a DLQ record: the payload itself is kept separately.
+MESSAGE_CHARS = 200
 
 
 def dlq_record(
-    payload: bytes,
+    payload: bytes | None,
     err: InvalidEvent,
     *,
     topic: str,
@@ -23,24 +35,78 @@ def dlq_record(
     """A JSON-ready record of one rejected payload.
 
     The original bytes are kept (base64, so nothing is lost to decoding) up to ``keep_bytes``;
-    ``payload_size`` and ``truncated`` say whether that was all of it.
+    ``payload_size`` and ``truncated`` say whether that was all of it. ``message`` is escaped
+    and at most :data:`MESSAGE_CHARS` long: it is echoed in log lines, so it must not carry a
+    60 KB value or a newline that forges a line. A record without a value (``None``) has
+    ``payload_size`` 0 and ``payload_b64`` null.
 
     >>> rec = dlq_record(b"oops", InvalidEvent("not_json", "bad"), topic="requests",
     ...                  partition=0, offset=7)
     >>> rec["reason"], rec["offset"], rec["payload_text"], rec["truncated"]
     ('not_json', 7, 'oops', False)
+    >>> dlq_record(None, InvalidEvent("null_value", "none"), topic="requests", partition=0,
+    ...            offset=8)["payload_b64"] is None
+    True
     """
-    kept = payload[:keep_bytes]
+    data = b"" if payload is None else bytes(payload)
+    kept = data[:keep_bytes]
     return {
         "reason": err.reason,
         "field": err.field,
-        "message": str(err),
+        "message": safe(str(err), MESSAGE_CHARS),
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "payload_size": len(payload),
-        "truncated": len(payload) > keep_bytes,
-        "payload_b64": base64.b64encode(kept).decode(),
-        "payload_text": kept.decode("utf-8", errors="replace"),
+        "payload_size": len(data),
+        "truncated": len(data) > keep_bytes,
+        "payload_b64": None if payload is None else base64.b64encode(kept).decode(),
+        "payload_text": None if payload is None else kept.decode("utf-8", errors="replace"),
         "rejected_at": time.time(),
     }
+
+
+async def publish(
+    send: Callable[[bytes], Any],
+    records: Sequence[dict[str, Any]],
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_failure: Callable[[int], None] | None = None,
+    first_delay_s: float = 0.1,
+    max_delay_s: float = 5.0,
+) -> None:
+    """Write every record to the dead-letter topic, retrying failed writes until they land.
+
+    ``send(value)`` is a producer's send for the DLQ topic (a coroutine whose result is the
+    delivery future). The caller commits offsets only after this returns, so a record whose
+    DLQ write failed is never committed past: it is retried here with capped exponential
+    backoff (each failed round logs and calls ``on_failure(n_failed)``, e.g. a metric), and if
+    the worker is told to stop first, this raises so nothing is committed.
+    """
+    pending = list(records)
+    delay = first_delay_s
+    while pending:
+        futs: list[Any] = []
+        for rec in pending:
+            try:
+                futs.append(await send(orjson.dumps(rec)))
+            except Exception as err:  # e.g. no metadata for the topic yet
+                futs.append(err)
+        results = await asyncio.gather(
+            *(f for f in futs if not isinstance(f, BaseException)), return_exceptions=True
+        )
+        it = iter(results)
+        outcome = [f if isinstance(f, BaseException) else next(it) for f in futs]
+        failed = [rec for rec, r in zip(pending, outcome, strict=True)
+                  if isinstance(r, BaseException)]
+        if not failed:
+            return
+        first = next(r for r in outcome if isinstance(r, BaseException))
+        log.error("dead-letter write failed for %d record(s), retrying in %.1fs: %s",
+                  len(failed), delay, safe(f"{type(first).__name__}: {first}"))
+        if on_failure is not None:
+            on_failure(len(failed))
+        if should_stop():
+            raise RuntimeError(f"stopping with {len(failed)} dead-letter record(s) unwritten")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
+        pending = failed

@@ -45,7 +45,11 @@ def _outcome(fn):
 
 
 def _reference(payload: bytes, **kw):
-    """The field-by-field path alone."""
+    """The field-by-field path alone (after the byte-level UTF-8 check every path shares)."""
+    try:
+        payload.decode()
+    except UnicodeDecodeError:
+        return ("error", "bad_encoding", None)
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
