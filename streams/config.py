@@ -130,6 +130,12 @@ class ValidationConfig(_Section):
     dlq_payload_bytes: int = Field(
         4096, ge=64, description="Original bytes kept in a DLQ record (the rest is truncated)"
     )
+    max_tokens: int = Field(
+        10_000_000,
+        ge=1,
+        le=10**12,
+        description="Largest input_tokens/output_tokens of one request (above: out_of_range)",
+    )
 
 
 class WindowsConfig(_Section):

@@ -35,6 +35,8 @@ class Metrics(NamedTuple):
     watermark: Gauge
     state_records_rejected: Counter
     accounts_evicted: Counter
+    detect_errors: Counter
+    dlq_write_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> Metrics:
@@ -117,6 +119,16 @@ class Metrics(NamedTuple):
             accounts_evicted=Counter(
                 f"{prefix}_accounts_evicted",
                 "Accounts whose state was dropped after detection.account_ttl_s of inactivity",
+                registry=registry,
+            ),
+            detect_errors=Counter(
+                f"{prefix}_detect_errors",
+                "Account-windows skipped at window close because detection raised (a bug)",
+                registry=registry,
+            ),
+            dlq_write_failures=Counter(
+                f"{prefix}_dlq_write_failures",
+                "Failed writes to requests-dlq (each is retried; offsets wait for it)",
                 registry=registry,
             ),
         )
