@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.config import Config
 from streams.integrity import RecordSigner, signer_for
+from streams.kafka_security import client_kwargs
 from streams.metrics import RecordMetrics
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
@@ -158,7 +159,8 @@ def install_delivery(
         value = orjson.dumps(rec)
         await actions.send(key=key, value=value, headers=signer.headers(t.actions, key, value))
 
-    ledger = KafkaLedger(cfg.broker.bootstrap, ledger_topic(cfg.worker.app_id), signer, registry)
+    ledger = KafkaLedger(cfg.broker.bootstrap, ledger_topic(cfg.worker.app_id), signer,
+                         registry, client_kwargs(cfg.broker))
     dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq,
                                   ledger=ledger)
 

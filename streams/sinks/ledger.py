@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -61,6 +62,8 @@ class KafkaLedger:
         Signs what is written and verifies what is read.
     registry
         Gets ``distillwatch_ledger_records_total{result}`` (applied / rejected).
+    client_kwargs
+        Connection security (:func:`streams.kafka_security.client_kwargs`).
     """
 
     def __init__(
@@ -69,8 +72,10 @@ class KafkaLedger:
         topic: str,
         signer: RecordSigner,
         registry: CollectorRegistry | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self._kw = dict(client_kwargs or {})
         self.topic = topic
         self.signer = signer
         self._tp = TopicPartition(topic, 0)
@@ -90,13 +95,14 @@ class KafkaLedger:
     async def start(self) -> None:
         from streams.broker import create_topics
 
-        await asyncio.to_thread(create_topics, self.bootstrap, {self.topic: 1}, compact=True)
+        await asyncio.to_thread(create_topics, self.bootstrap, {self.topic: 1}, compact=True,
+                                client_kwargs=self._kw)
         # acks=all: a decision the broker could lose would be decided again after a restart.
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                          linger_ms=2)
+                                          linger_ms=2, **self._kw)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                          enable_auto_commit=False)
+                                          enable_auto_commit=False, **self._kw)
         await self._consumer.start()
         self._consumer.assign([self._tp])
         await self._consumer.seek_to_beginning(self._tp)
