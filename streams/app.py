@@ -35,7 +35,9 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     """Build the worker's Faust app for ``cfg``; metrics go to ``registry``."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics.create(registry)
-    record_metrics = RecordMetrics.create(registry)
+    record_metrics = RecordMetrics.create(
+        registry, dlq_write_failures=metrics.dlq_write_failures
+    )
     # One key signs findings, alerts, actions and alerts-dlq records and verifies what this
     # worker reads (streams/integrity.py).
     signer = signer_for(cfg)

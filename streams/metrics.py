@@ -148,7 +148,15 @@ class RecordMetrics(NamedTuple):
     dlq_write_failures: Counter
 
     @classmethod
-    def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> RecordMetrics:
+    def create(
+        cls,
+        registry: CollectorRegistry,
+        prefix: str = "distillwatch",
+        *,
+        dlq_write_failures: Counter | None = None,
+    ) -> RecordMetrics:
+        """``dlq_write_failures``: the worker passes :attr:`Metrics.dlq_write_failures`, so
+        requests-dlq and alerts-dlq failures share one series (one alarm rule)."""
         m = cls(
             rejected=Counter(
                 f"{prefix}_records_rejected",
@@ -157,10 +165,10 @@ class RecordMetrics(NamedTuple):
                 ["topic", "reason"],
                 registry=registry,
             ),
-            dlq_write_failures=Counter(
+            dlq_write_failures=dlq_write_failures
+            or Counter(
                 f"{prefix}_dlq_write_failures",
-                "Rounds of alerts-dlq write attempts that all failed (the writer keeps "
-                "retrying; any increase needs a human)",
+                "Failed DLQ writes (each is retried; any increase needs a human)",
                 registry=registry,
             ),
         )
