@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -40,6 +41,8 @@ from detectors.templates import TemplateIndex
 from detectors.windows import AccountWindow, ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
+
+log = logging.getLogger(__name__)
 
 _DAY = 86400.0
 
@@ -176,6 +179,9 @@ class Detection:
             max_members=max_members,
         )
         self.windows_closed = 0
+        # Account-windows skipped because detection raised (metric: detect_errors).
+        self.detect_errors = 0
+        self._failed_window = math.nan
         self._lifts: dict[str, float] = {}
         self._priors: dict[str, Any] = {}
         self._held: dict[tuple[str, str], tuple[Finding, float]] = {}
@@ -285,6 +291,19 @@ class Detection:
 
     # -- per closed window ---------------------------------------------------------------------
 
+    def _detect_failed(self, account_id: str, closed: ClosedWindow, err: Exception) -> None:
+        """Count an account whose detection raised; log the first of each window only (a
+        systematic bug must not flood the log). The id is escaped and cut: it is input."""
+        self.detect_errors += 1
+        if self._failed_window != closed.start:
+            self._failed_window = closed.start
+            log.error(
+                "detection failed for account %s in window %s, skipped: %s",
+                ascii(account_id[:64]),
+                closed.start,
+                ascii(f"{type(err).__name__}: {err}"[:200]),
+            )
+
     def _population(self, tier: str) -> PopulationModel:
         pop = self._populations.get(tier)
         if pop is None:
@@ -324,116 +343,122 @@ class Detection:
         self._priors = {}
         learn_population = self._sample % 4 == 0
         for account_id, acc in closed.accounts.items():
-            ev = acc.last_event
-            assert ev is not None
-            tier = ev.tier or "-"
-            base = baselines.get(account_id)
-            if base is None:
-                base = self._baseline(account_id, tier)
-            n = acc.requests
-            out_tok = acc.output_tokens
-            lreq = log1p(n)
-            lout = log1p(out_tok)
-            lift = lifts.get(tier, 0.0)
-            if base.seen() >= grace:
-                # The tier's lift (median rise of its accounts) is measured on this window
-                # and applied from the next one.
-                rise = rises.get(tier)
-                if rise is None:
-                    rise = rises[tier] = []
-                rise.append(lreq - base.expected_log("requests"))
-            z_req, z_out = base.log_scores(lreq - lift, lout - lift)
-            # Each account teaches its tier its hourly rate once per clock hour, so the
-            # population is one vote per account, not one per busy window.
-            new_hour = base.last_ts // 3600.0 != acc.first_ts // 3600.0
-            score = z_req if z_req > z_out else z_out
-            base.observe(
-                acc.first_ts,
-                acc.last_ts,
-                n,
-                out_tok,
-                1.0 - acc.multi_turn / n,
-                acc.max_tokens_stops / n,
-                ev.account_created_ts,
-                acc.harvest_like,
-            )
-            extraction = base.extraction_likeness(end, young_cut)
-            age = base.age_days(end)
-            young = age == age and age < young_cut
-            if base.streak(score >= threshold) >= persist:
-                out.append(
-                    self._account_finding(
-                        account_id,
-                        acc,
-                        base,
-                        closed,
-                        {"requests": z_req, "output_tokens": z_out},
-                        lift,
-                        extraction,
-                        young,
-                    )
+            # One account that makes detection raise (a bug or an input no bound foresaw) is
+            # counted and skipped; the window closes for every other account. One try around
+            # the body costs nothing on the hot path.
+            try:
+                ev = acc.last_event
+                assert ev is not None
+                tier = ev.tier or "-"
+                base = baselines.get(account_id)
+                if base is None:
+                    base = self._baseline(account_id, tier)
+                n = acc.requests
+                out_tok = acc.output_tokens
+                lreq = log1p(n)
+                lout = log1p(out_tok)
+                lift = lifts.get(tier, 0.0)
+                if base.seen() >= grace:
+                    # The tier's lift (median rise of its accounts) is measured on this window
+                    # and applied from the next one.
+                    rise = rises.get(tier)
+                    if rise is None:
+                        rise = rises[tier] = []
+                    rise.append(lreq - base.expected_log("requests"))
+                z_req, z_out = base.log_scores(lreq - lift, lout - lift)
+                # Each account teaches its tier its hourly rate once per clock hour, so the
+                # population is one vote per account, not one per busy window.
+                new_hour = base.last_ts // 3600.0 != acc.first_ts // 3600.0
+                score = z_req if z_req > z_out else z_out
+                base.observe(
+                    acc.first_ts,
+                    acc.last_ts,
+                    n,
+                    out_tok,
+                    1.0 - acc.multi_turn / n,
+                    acc.max_tokens_stops / n,
+                    ev.account_created_ts,
+                    acc.harvest_like,
                 )
-            base.learn_log(lreq, lout)
-            hourly = base.hourly_requests
-            # A young account needs a harvest-like profile (0.7 includes its youth); an old
-            # one the full profile (0.6 of the 0.65 it can reach: single-turn, long answers,
-            # max_tokens stops) -- extraction blended into an established customer.
-            if extraction >= (0.7 if young else 0.6) and hourly >= self.extraction_min_hourly:
-                pop_z = self._population(tier).robust_z("log_hourly_requests", log1p(hourly))
-                # Hysteresis: a flagged account stays flagged at half the bar for an hour, so
-                # one harvest is one alert, not one per wobble around the threshold.
-                bar = self.extraction_population_z
-                if end - base.last_flag < 3600.0:
-                    bar *= 0.5
-                if pop_z >= bar:
-                    base.last_flag = end
-                    out.append(self._extraction_finding(
-                        account_id, acc, base, closed, pop_z, hourly, extraction
-                    ))
-            if (
-                acc.harvest_like
-                and not young
-                and base.windows > self.shift_min_windows
-                and base.usual_single_turn_share < 0.6
-            ):
-                h, hb, hz = base.harvest_shift()
-                if h >= self.shift_min_hourly and hz >= self.shift_z:
-                    out.append(self._shift_finding(account_id, acc, base, closed, h, hb, hz))
-            if new_hour:
-                self._population(tier).learn("log_hourly_requests", log1p(hourly))
-            if learn_population:
-                pop = self._population(tier)
-                pop.learn("log_requests", lreq)
-                pop.learn("log_output_tokens", lout)
+                extraction = base.extraction_likeness(end, young_cut)
+                age = base.age_days(end)
+                young = age == age and age < young_cut
+                if base.streak(score >= threshold) >= persist:
+                    out.append(
+                        self._account_finding(
+                            account_id,
+                            acc,
+                            base,
+                            closed,
+                            {"requests": z_req, "output_tokens": z_out},
+                            lift,
+                            extraction,
+                            young,
+                        )
+                    )
+                base.learn_log(lreq, lout)
+                hourly = base.hourly_requests
+                # A young account needs a harvest-like profile (0.7 includes its youth); an old
+                # one the full profile (0.6 of the 0.65 it can reach: single-turn, long answers,
+                # max_tokens stops) -- extraction blended into an established customer.
+                if extraction >= (0.7 if young else 0.6) and hourly >= self.extraction_min_hourly:
+                    pop_z = self._population(tier).robust_z("log_hourly_requests", log1p(hourly))
+                    # Hysteresis: a flagged account stays flagged at half the bar for an hour, so
+                    # one harvest is one alert, not one per wobble around the threshold.
+                    bar = self.extraction_population_z
+                    if end - base.last_flag < 3600.0:
+                        bar *= 0.5
+                    if pop_z >= bar:
+                        base.last_flag = end
+                        out.append(self._extraction_finding(
+                            account_id, acc, base, closed, pop_z, hourly, extraction
+                        ))
+                if (
+                    acc.harvest_like
+                    and not young
+                    and base.windows > self.shift_min_windows
+                    and base.usual_single_turn_share < 0.6
+                ):
+                    h, hb, hz = base.harvest_shift()
+                    if h >= self.shift_min_hourly and hz >= self.shift_z:
+                        out.append(self._shift_finding(account_id, acc, base, closed, h, hb, hz))
+                if new_hour:
+                    self._population(tier).learn("log_hourly_requests", log1p(hourly))
+                if learn_population:
+                    pop = self._population(tier)
+                    pop.learn("log_requests", lreq)
+                    pop.learn("log_output_tokens", lout)
 
-            keys = cluster_keys(ev)
-            is_susp = extraction >= suspicious
-            if is_susp and acc.fps:
-                # Template discovery only for suspicious accounts: the index stays small.
-                seen_groups = set()
-                for fp in acc.fps[:4]:
-                    v = fingerprint_int(fp)
-                    if v is None:
-                        continue
-                    gid = templates.lookup(v, end)
-                    if gid is None:
-                        templates.add(v, account_id)
-                    elif gid not in seen_groups:
-                        seen_groups.add(gid)
-                        keys.append(("tpl", gid))
-            spread = base.timing_spread
-            clusters.observe(
-                account_id,
-                keys,
-                extraction=extraction,
-                young=young,
-                regular=spread == spread and spread < 0.3,
-                requests=n,
-                output_tokens=out_tok,
-                org=ev.org_id,
-                models=acc.models if is_susp else None,
-                ts=closed.start,
-            )
+                keys = cluster_keys(ev)
+                is_susp = extraction >= suspicious
+                if is_susp and acc.fps:
+                    # Template discovery only for suspicious accounts: the index stays small.
+                    seen_groups = set()
+                    for fp in acc.fps[:4]:
+                        v = fingerprint_int(fp)
+                        if v is None:
+                            continue
+                        gid = templates.lookup(v, end)
+                        if gid is None:
+                            templates.add(v, account_id)
+                        elif gid not in seen_groups:
+                            seen_groups.add(gid)
+                            keys.append(("tpl", gid))
+                spread = base.timing_spread
+                clusters.observe(
+                    account_id,
+                    keys,
+                    extraction=extraction,
+                    young=young,
+                    regular=spread == spread and spread < 0.3,
+                    requests=n,
+                    output_tokens=out_tok,
+                    org=ev.org_id,
+                    models=acc.models if is_susp else None,
+                    ts=closed.start,
+                )
+            except Exception as err:
+                self._detect_failed(account_id, closed, err)
         new_lifts = {}
         for tier, xs in rises.items():
             if len(xs) >= self.population_min_accounts:

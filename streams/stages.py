@@ -23,8 +23,8 @@ from streams.watermark import PartitionClocks
 
 __all__ = ["AlertStage", "IngestResult", "IngestStage", "RawMessage"]
 
-# (value, partition, offset)
-RawMessage = tuple[bytes, int | None, int | None]
+# (value, partition, offset); the value is None for a record without one (a tombstone)
+RawMessage = tuple[bytes | None, int | None, int | None]
 
 
 @dataclass(slots=True)
@@ -77,11 +77,15 @@ class IngestStage:
         neg_inf = float("-inf")
         max_future_s, max_past_s = v.max_future_s, v.max_past_s
         max_bytes = v.max_payload_bytes
+        max_tokens = v.max_tokens
         n = valid = added = 0
         for payload, partition, offset in batch:
             n += 1
             if offset is not None:
                 next_offset[partition] = offset + 1
+            # Decoding, validation and the window update of one record under one try: any
+            # exception is this record's, it goes to the DLQ and the batch goes on (a worker
+            # that died here would die again on the same offset after every restart).
             try:
                 ev = parse_event(
                     payload,
@@ -89,8 +93,16 @@ class IngestStage:
                     max_future_s=max_future_s,
                     max_past_s=max_past_s,
                     max_bytes=max_bytes,
+                    max_tokens=max_tokens,
                 )
-            except InvalidEvent as err:
+                ts = ev.ts
+                was_added = add(ev)
+            except Exception as exc:
+                err = (
+                    exc
+                    if isinstance(exc, InvalidEvent)
+                    else InvalidEvent("internal_error", f"{type(exc).__name__}: {exc}")
+                )
                 self.metrics.events_invalid.labels(err.reason).inc()
                 res.dlq.append(
                     dlq_record(
@@ -104,10 +116,9 @@ class IngestStage:
                 )
                 continue
             valid += 1
-            ts = ev.ts
             if ts > partition_ts.get(partition, neg_inf):
                 partition_ts[partition] = ts
-            if add(ev):
+            if was_added:
                 added += 1
                 if ev.account_id not in account_partition:
                     account_partition[ev.account_id] = partition
@@ -180,8 +191,11 @@ class IngestStage:
     def _advance(self, watermark: float, now: float) -> list[dict[str, Any]]:
         det = self.detection
         closed_before = det.windows_closed
+        errors_before = det.detect_errors
         findings = det.advance(watermark)
         closed = det.windows_closed - closed_before
+        if det.detect_errors > errors_before:
+            self.metrics.detect_errors.inc(det.detect_errors - errors_before)
         m = self.metrics
         m.watermark.set(watermark)
         m.active_accounts.set(det.active_accounts)
