@@ -27,6 +27,7 @@ from mode import Service
 
 from streams.broker import create_topics
 from streams.config import Config
+from streams.dlq import publish as publish_dlq
 from streams.integrity import RecordSigner
 from streams.kafka_security import client_kwargs
 from streams.stages import IngestStage
@@ -138,13 +139,22 @@ class IngestService(Service):
                     # detection would be) must raise the same alerts as a fast one.
                     time.sleep(self._slow_batch_s)
                 for rec in res.dlq:
-                    futs.append(await producer.send(dlq_topic, orjson.dumps(rec)))
+                    # The message is escaped and capped by dlq_record: no forged lines.
                     log.warning(
                         "rejected event partition=%s offset=%s reason=%s: %s",
                         rec["partition"],
                         rec["offset"],
                         rec["reason"],
                         rec["message"],
+                    )
+                if res.dlq:
+                    # Retried until written: the checkpoint below must not commit past a
+                    # rejected record that is not on the DLQ yet.
+                    await publish_dlq(
+                        lambda value: producer.send(dlq_topic, value),
+                        res.dlq,
+                        should_stop=lambda: self.should_stop,
+                        on_failure=stage.metrics.dlq_write_failures.inc,
                     )
                 findings = res.findings
             else:
