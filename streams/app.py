@@ -8,6 +8,7 @@ that are still being processed (faust-streaming issue #606), which breaks at-lea
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -26,9 +27,21 @@ from streams.sinks.intake import rejected_record
 from streams.stages import AlertStage, IngestStage
 from streams.topk import TopKCollector, WorstEntities
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "log_change"]
 
 log = logging.getLogger(__name__)
+
+
+def log_change(change: Mapping[str, Any]) -> None:
+    """One INFO line per alert change. Entity ids are chosen by whoever sends traffic, so
+    every value goes through :func:`safe`: a newline or terminal escape in an id cannot
+    forge a second log line."""
+    log.info(
+        "alert %s %s %s/%s severity=%s score=%s",
+        *(safe(change.get(k), 200) for k in ("alert_id", "state", "entity_type", "entity_id")),
+        safe(change.get("severity"), 20),
+        safe(change.get("score"), 40),
+    )
 
 
 def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.App:
@@ -105,15 +118,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
                 key = change["alert_id"].encode()
                 data = orjson.dumps(change)
                 await alerts.send(key=key, value=data, headers=signer.headers(t.alerts, key, data))
-                log.info(
-                    "alert %s %s %s/%s severity=%s score=%s",
-                    change["alert_id"],
-                    change["state"],
-                    change["entity_type"],
-                    change["entity_id"],
-                    change["severity"],
-                    change["score"],
-                )
+                log_change(change)
 
     async def reject_finding(m: Any, raw: bytes) -> None:
         """A finding we did not write: never turned into an alert, counted, dead-lettered."""

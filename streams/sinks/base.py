@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.logsafe import safe
 from streams.sinks.envelope import Envelope
 from streams.sinks.errors import DeliveryError
 from streams.sinks.metrics import SinkMetrics
@@ -233,9 +234,9 @@ class SinkRunner:
                     log.warning(
                         "sink %s gave up on alert %s after %s attempt(s): %s",
                         self.name,
-                        env.alert_id,
+                        safe(env.alert_id),
                         attempt,
-                        err,
+                        safe(str(err)),
                     )
                     await self._give_up(env, reason, str(err), attempt)
                     return
@@ -249,14 +250,14 @@ class SinkRunner:
                     "sink %s attempt %s for alert %s failed (%s); retrying in %.2fs",
                     self.name,
                     attempt,
-                    env.alert_id,
-                    err,
+                    safe(env.alert_id),
+                    safe(str(err)),
                     delay,
                 )
                 await asyncio.sleep(delay)
                 continue
             except Exception as err:  # a bug in a sink must not stop delivery of the rest
-                log.exception("sink %s crashed on alert %s", self.name, env.alert_id)
+                log.exception("sink %s crashed on alert %s", self.name, safe(env.alert_id))
                 await self._give_up(env, "sink_error", type(err).__name__, attempt)
                 return
             if requests:
@@ -276,7 +277,7 @@ class SinkRunner:
                 log.exception("sink %s on_dead hook failed", self.name)
         if self.dead_letter is None:
             log.error("sink %s dropped alert %s (%s): no dead-letter writer", self.name,
-                      env.alert_id, reason)
+                      safe(env.alert_id), reason)
             return
         await self.dead_letter(self.name, env, reason, error, attempts)
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from streams.logsafe import safe
 from streams.sinks.agreement import Agreement
 from streams.sinks.base import SinkRunner, dlq_record
 from streams.sinks.envelope import Envelope, delivery_id
@@ -108,7 +109,7 @@ class Dispatcher:
             await self.dlq(dlq_record(sink, env, reason, error, attempts))
         except Exception:
             # Last resort: the record is lost, but loudly (alert id only, never the body).
-            log.exception("could not write alert %s to alerts-dlq", env.alert_id)
+            log.exception("could not write alert %s to alerts-dlq", safe(env.alert_id))
 
     def envelope(self, change: Mapping[str, Any]) -> Envelope:
         dets = self.agreement.for_change(change)
@@ -135,7 +136,7 @@ class Dispatcher:
             return None
         did = delivery_id(change)
         if did in self._seen:
-            log.debug("alert %s change %s already delivered", change["alert_id"], did)
+            log.debug("alert %s change %s already delivered", safe(change["alert_id"]), did)
             return None
         self._seen[did] = None
         if len(self._seen) > _SEEN:

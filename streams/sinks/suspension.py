@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streams.logsafe import safe
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
 from streams.sinks.approvals import ApprovalStore
@@ -214,8 +215,8 @@ class SuspensionSink(Sink):
                 await self._sync()
                 if env.delivery_id in self._decided:
                     # Decided before (a redelivery after a restart, or by another worker).
-                    log.info("alert %s change %s already decided (ledger)", env.alert_id,
-                             env.delivery_id)
+                    log.info("alert %s change %s already decided (ledger)",
+                             safe(env.alert_id), env.delivery_id)
                     self._finish_approval(env, "executed")
                     return 0
             plan = self._plans[env.delivery_id] = self._decide(env)
@@ -272,13 +273,13 @@ class SuspensionSink(Sink):
                 await self._append(journal)
             except DeliveryError:
                 log.error("alert %s: ledger records lost (%d); the keys may be retried only "
-                          "by this process", env.alert_id, len(journal))
+                          "by this process", safe(env.alert_id), len(journal))
         for d, kw in records:
             try:
                 await self._write(env, d, **kw)
             except DeliveryError:
-                log.error("alert %s: audit record for %s lost (%s)", env.alert_id,
-                          d.idempotency_key, kw["decision"])
+                log.error("alert %s: audit record for %s lost (%s)", safe(env.alert_id),
+                          safe(d.idempotency_key), kw["decision"])
         self._finish_approval(env, f"failed ({reason})")
 
     def _finish_approval(self, env: Envelope, result: str) -> None:
@@ -307,7 +308,8 @@ class SuspensionSink(Sink):
                 plan.records.append((d, {}))
         if verdict.pending_members is not None:
             if self.store is None:
-                log.warning("alert %s needs approval but no approval store", env.alert_id)
+                log.warning("alert %s needs approval but no approval store",
+                            safe(env.alert_id))
             plan.pending = {
                 "alert_id": env.alert_id,
                 "entity_id": env.entity_id,
