@@ -34,6 +34,27 @@ FEATURE_NAMES = (
 )
 
 
+def _num(n: int) -> float:
+    """``n`` as a float, saturating at infinity instead of raising OverflowError.
+
+    Validation bounds tokens per request, so window sums are far below 2**1023; this keeps
+    window close from raising even if a bound is lifted or a counter is restored from old
+    state (two 1e308-token events once crashed the worker here).
+    """
+    try:
+        return float(n)
+    except OverflowError:
+        return math.inf if n > 0 else -math.inf
+
+
+def _ratio(a: int, b: float) -> float:
+    """``a / b`` without OverflowError (huge int over int) or ZeroDivisionError."""
+    fa, fb = _num(a), float(b)
+    if fb == 0.0:
+        return math.nan
+    return fa / fb if fa - fa == 0.0 or fb - fb == 0.0 else math.nan
+
+
 def account_age_days(acc: AccountWindow) -> float:
     """Days between the account's creation and the window's last event; NaN if unknown."""
     ev = acc.last_event
@@ -71,10 +92,10 @@ def window_features(acc: AccountWindow) -> dict[str, float]:
     fps = acc.distinct_fps
     return {
         "requests": float(n),
-        "input_tokens": float(acc.input_tokens),
-        "output_tokens": float(acc.output_tokens),
-        "output_input_ratio": acc.output_tokens / max(acc.input_tokens, 1),
-        "output_per_request": acc.output_tokens / nf,
+        "input_tokens": _num(acc.input_tokens),
+        "output_tokens": _num(acc.output_tokens),
+        "output_input_ratio": _ratio(acc.output_tokens, _num(max(acc.input_tokens, 1))),
+        "output_per_request": _ratio(acc.output_tokens, nf),
         "max_tokens_share": acc.max_tokens_stops / nf,
         "distinct_prompts": float(fps),
         "near_duplicate_rate": acc.near_dups / max(n - 1, 1) if fps else 0.0,
