@@ -108,7 +108,7 @@ def changelog_plan(cfg: Config) -> list[TopicPlan]:
     return out
 
 
-def _admin(bootstrap: str, wait_s: float) -> Any:
+def _admin(bootstrap: str, wait_s: float, client_kwargs: Mapping[str, Any] | None = None) -> Any:
     """A KafkaAdminClient, retried until the broker answers or ``wait_s`` passes: in
     Kubernetes the init container can start before the Kafka cluster is reachable."""
     from kafka.admin import KafkaAdminClient
@@ -117,7 +117,11 @@ def _admin(bootstrap: str, wait_s: float) -> Any:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="distillwatch-topics")
+            return KafkaAdminClient(
+                bootstrap_servers=bootstrap,
+                client_id="distillwatch-topics",
+                **(client_kwargs or {}),  # SASL/TLS as the workers (streams/kafka_security.py)
+            )
         except KafkaError as err:
             if time.monotonic() >= deadline:
                 raise SystemExit(
@@ -128,7 +132,11 @@ def _admin(bootstrap: str, wait_s: float) -> Any:
 
 
 def ensure_topics(
-    bootstrap: str, wanted: Sequence[TopicPlan], replication_factor: int, wait_s: float = 60.0
+    bootstrap: str,
+    wanted: Sequence[TopicPlan],
+    replication_factor: int,
+    wait_s: float = 60.0,
+    client_kwargs: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Create the missing topics of ``wanted``; return one problem line per topic that is
     missing afterwards or whose partition count differs from the plan (empty when all is well).
@@ -139,7 +147,7 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = _admin(bootstrap, wait_s)
+    admin = _admin(bootstrap, wait_s, client_kwargs)
     try:
         existing = set(admin.list_topics())
         new = [
@@ -232,7 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"topics-init: {err}", file=sys.stderr)
         return 2
     wanted = plan(cfg, args.requests_retention_ms) + changelog_plan(cfg)
-    problems = ensure_topics(cfg.broker.bootstrap, wanted, args.replication_factor, args.wait_s)
+    from streams.kafka_security import client_kwargs
+
+    problems = ensure_topics(
+        cfg.broker.bootstrap,
+        wanted,
+        args.replication_factor,
+        args.wait_s,
+        client_kwargs=client_kwargs(cfg.broker),
+    )
     for line in problems:
         print(f"topics-init: {line}", file=sys.stderr)
     return 1 if problems else 0
