@@ -266,7 +266,10 @@ def _fast_event(obj: dict[str, Any], now: float, max_future_s: float, max_past_s
         and 0 <= output_tokens <= max_tokens
     ):
         return None
-    ts = float(ts)
+    try:
+        ts = float(ts)
+    except OverflowError:  # an int beyond any float: the checked path names it
+        return None
     # NaN fails both comparisons; inf passes them only when a bound is infinite (replay).
     if not (now - max_past_s <= ts <= now + max_future_s and ts - ts == 0.0):
         return None
@@ -443,8 +446,8 @@ def _checked_event(obj: Any, now: float, max_future_s: float, max_past_s: float,
                                    f"{_short(v)}", name)
             try:
                 f = float(v)
-            except OverflowError:
-                f = math.inf if v > 0 else -math.inf
+            except OverflowError:  # an int beyond any float
+                raise InvalidEvent("out_of_range", f"{name} is beyond any float", name) from None
             if not math.isfinite(f):
                 raise InvalidEvent("wrong_type", f"{name} must be a finite number, got "
                                    f"{_short(v)}", name)
