@@ -104,7 +104,9 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
     first = _run(broker, env)
     assert first.returncode == 0, first.stderr
     want: dict[str, Any] = {t: cfg.topics.partitions for t in topics}
+    # findings: one order for the alert agent; alerts: one suspension hook sees them all.
     want[cfg.topics.findings] = 1
+    want[cfg.topics.alerts] = 1
     assert _partitions(broker, topics) == want
     # The Faust tables' changelogs too, named after the app id, as Faust will look for them.
     from streams.app import build_app
@@ -124,6 +126,11 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
     # Faust's leader topic, under the name Faust itself uses.
     leader = app._leader_assignor._leader_topic_name
     assert _partitions(broker, [leader]) == {leader: 1}
+    # The suspension ledger: one partition, so every worker's hook reads one order.
+    from streams.sinks.ledger import ledger_topic
+
+    ledger = ledger_topic(cfg.worker.app_id)
+    assert _partitions(broker, [ledger]) == {ledger: 1}
 
     again = _run(broker, env)
     assert again.returncode == 0, again.stderr
@@ -146,7 +153,7 @@ def test_refuses_a_requests_topic_with_other_partitions(broker: EmbeddedBroker) 
     assert refused == sorted([cfg.topics.requests, changelog_topic(cfg.worker.app_id)])
     assert all(f"has {cfg.topics.partitions} partitions" in ln for ln in problems)
     # Topics where the count is harmless only warn.
-    assert f"{cfg.topics.alerts}: has {cfg.topics.partitions} partitions" in grown.stderr
+    assert f"{cfg.topics.actions}: has {cfg.topics.partitions} partitions" in grown.stderr
     assert _partitions(broker, [cfg.topics.requests])[cfg.topics.requests] == cfg.topics.partitions
 
 
