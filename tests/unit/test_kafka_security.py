@@ -109,3 +109,16 @@ def test_config_show_masks_password_and_url_credentials(capsys):
         assert leak not in shown, leak
     assert "http://***@host/x?token=***" in shown
     assert "kafka://kafka-0:9093,kafka-1:9093" in shown  # where it connects stays visible
+
+
+def test_config_show_command_prints_no_url_credentials(monkeypatch, capsys):
+    import argparse
+
+    from streams import config_cmd
+
+    monkeypatch.setenv("DISTILLWATCH_SINKS__ACCOUNT_API_URL", "http://user:pass@host/x?token=abc")
+    monkeypatch.delenv("DISTILLWATCH_CONFIG", raising=False)
+    assert config_cmd.run(argparse.Namespace(config=None, show=True)) == 0
+    out = capsys.readouterr().out
+    assert "user:pass" not in out and "abc" not in out
+    assert '"account_api_url": "http://***@host/x?token=***"' in out
