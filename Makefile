@@ -22,8 +22,12 @@ lint: $(STAMP)
 
 # Real Prometheus tools for tests/observability (promtool, prometheus, amtool): Debian
 # packages. The tests start their own Prometheus on a free port, never the packaged service.
+# The same for the alert store's tests (a real PostgreSQL server in a temporary directory,
+# never the packaged service) and the console's browser tests (headless chromium driven by
+# Playwright, which cannot download its own browsers here).
 prometheus-tools:
 	command -v promtool >/dev/null && command -v amtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql chromium fonts-dejavu-core)
 
 # pytest exits 5 when it collects nothing: that is a failure here, on purpose.
 test: $(STAMP) prometheus-tools

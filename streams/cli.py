@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("streams.replay", "run the detectors over an event file, offline"),
     "evaluate": ("evaluation.cli", "score alerts against labels: precision, recall, delay"),
     "actions": ("streams.actions_cmd", "list and approve pending suspension actions"),
+    "store": ("streams.store.cli", "consume alerts and the audit trail into the alert store"),
+    "alerts": ("streams.alerts_cmd", "list alerts and show one (timeline, evidence, members)"),
+    "console": ("streams.console.cli", "the web console: alert queue, alert pages, approvals"),
 }
 
 

@@ -101,6 +101,8 @@ class TopicsConfig(_Section):
     alerts: str = "alerts"
     alerts_dlq: str = "alerts-dlq"
     actions: str = "actions"
+    # Console verdicts (false positive) that `evaluate` can read as labels (docs/oncall.md).
+    labels: str = "labels"
     partitions: int = Field(4, ge=1, description="Partitions created for new topics")
 
     def layout(self) -> dict[str, int]:
@@ -120,6 +122,7 @@ class TopicsConfig(_Section):
             self.alerts,
             self.alerts_dlq,
             self.actions,
+            self.labels,
         ]
 
 
@@ -437,6 +440,76 @@ class SinksConfig(_Section):
         return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+class StoreConfig(_Section):
+    """The alert store (streams/store): alerts and the audit trail kept in a database."""
+
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST/DB (psycopg 3); "
+        "unset = sqlite under worker.data_dir (alerts.db). A password belongs in the "
+        "environment (DISTILLWATCH_STORE__URL), not in the file",
+    )
+    group_id: str | None = Field(
+        None, description="Consumer group of the store (default <worker.app_id>-store)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _db_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite:///", "postgresql", "postgres://")):
+            raise ValueError("expected sqlite:///PATH or postgresql://USER@HOST/DB")
+        return v
+
+
+class ConsoleUser(_Section):
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["viewer", "approver"] = "viewer"
+    password_hash: str = Field(
+        description="scrypt$N$r$p$salt$hash from `distillwatch console --hash-password`"
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _scrypt(cls, v: str) -> str:
+        if not v.startswith("scrypt$") or v.count("$") != 5:
+            raise ValueError("expected scrypt$N$r$p$salt$hash (distillwatch console "
+                             "--hash-password)")
+        return v
+
+
+class ConsoleConfig(_Section):
+    """The web console (streams/console): the alert queue, alert pages, approvals."""
+
+    host: str = Field("127.0.0.1", description="Address to bind (keep 127.0.0.1 behind a proxy)")
+    port: int = Field(8088, ge=0, le=65535, description="Port (0 = any free port)")
+    auth: Literal["password", "header"] = Field(
+        "password",
+        description="password: the users below log in; header: an OIDC proxy in front sets "
+        "user_header (only safe when nothing else can reach the console)",
+    )
+    users: tuple[ConsoleUser, ...] = Field(
+        (), description="[[console.users]] name, role (viewer|approver), password_hash"
+    )
+    user_header: str = Field(
+        "X-Forwarded-User", description="Header naming the user in header mode"
+    )
+    approvers: tuple[str, ...] = Field(
+        (), description="Header mode: user names with the approver role (others: viewer)"
+    )
+    session_secret: SecretStr | None = Field(
+        None, description="Key signing session cookies; unset = random per start (logs out)"
+    )
+    session_ttl_s: float = Field(12 * 3600.0, ge=60, le=30 * 86400)
+    public_url: str | None = Field(
+        None, description="Base URL people open the console at (links in Slack, the demo)"
+    )
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
+
+
 class Config(_Section):
     broker: BrokerConfig = BrokerConfig()
     topics: TopicsConfig = TopicsConfig()
@@ -446,6 +519,8 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     worker: WorkerConfig = WorkerConfig()
     sinks: SinksConfig = SinksConfig()
+    store: StoreConfig = StoreConfig()
+    console: ConsoleConfig = ConsoleConfig()
 
     def masked(self) -> dict[str, Any]:
         """The effective configuration as a dict, with secrets shown as ``**********`` and
