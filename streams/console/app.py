@@ -257,8 +257,7 @@ class Console:
             c["score_text"] = num(c["score"])
             c["members_text"] = num(c["member_count"]) if c["member_count"] is not None else ""
             c["harvest_text"] = num(c["harvest_tokens"]) if c["harvest_tokens"] else ""
-        for d in decisions:
-            d["when"] = utc(d["ts"])
+        decisions = group_decisions(decisions)
         members = a.get("members") or []
         end = a["resolved_ts"] or time.time()
         s = self.cfg.sinks
@@ -364,6 +363,28 @@ class Console:
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
+
+
+def group_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive audit records that say the same thing (one per account of a campaign)
+    as one row: the first time, the number of records, the accounts summed.
+
+    >>> rows = group_decisions([
+    ...     {"ts": 1, "decision": "dry_run", "action": "flag", "reason": "r", "count": 1},
+    ...     {"ts": 2, "decision": "dry_run", "action": "flag", "reason": "r", "count": 1},
+    ...     {"ts": 3, "decision": "console", "action": "approve", "by": "a", "count": 2}])
+    >>> [(r["decision"], r["records"], r["count"]) for r in rows]
+    [('dry_run', 2, 2), ('console', 1, 2)]
+    """
+    out: list[dict[str, Any]] = []
+    for d in decisions:
+        key = tuple(d.get(k) for k in ("decision", "action", "reason", "by", "note"))
+        if out and out[-1]["_key"] == key:
+            out[-1]["records"] += 1
+            out[-1]["count"] = (out[-1]["count"] or 0) + (d.get("count") or 0)
+            continue
+        out.append({**d, "_key": key, "records": 1, "when": utc(d["ts"])})
+    return out
 
 
 def build_app(cfg: Config, engine: Engine, approvals: ApprovalStore,
