@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", metavar="EVENTS.jsonl",
                    help="the event file, to score the static rate-limit baseline beside ours")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--force", action="store_true",
+                   help="score even when the alerts do not look like the labels' scenario")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +38,16 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"distillwatch evaluate: {err}", file=sys.stderr)
         return 2
+    from evaluation.match import mismatch
+
+    why = mismatch(labels, alerts)
+    if why and not args.force:
+        print(f"distillwatch evaluate: these alerts are not from this scenario: {why} "
+              "(--force scores them anyway)", file=sys.stderr)
+        return 2
+    if why:
+        print(f"WARNING: scoring alerts that do not match the labels: {why}; the numbers "
+              "below are meaningless", file=sys.stderr)
     ours = score(labels, alerts)
     baseline = None
     limit = None

@@ -13,11 +13,13 @@ skipped, as the worker would send them to the dead-letter topic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -97,9 +99,12 @@ def replay(
     *,
     progress: IO[str] | None = None,
     progress_every_s: float = 2.0,
+    size: int | None = None,
+    position: Callable[[], int] | None = None,
 ) -> ReplayStats:
     """Feed every valid event of ``lines`` to ``monitor`` and write each alert change to
-    ``out`` as one JSON line."""
+    ``out`` as one JSON line. With the input's ``size`` in bytes and a ``position``
+    callable (a file's ``tell``), progress lines also say how far it is and when it ends."""
     stats = ReplayStats()
     t0 = last = time.monotonic()
     dumps = orjson.dumps
@@ -112,7 +117,8 @@ def replay(
             now = time.monotonic()
             if now - last >= progress_every_s:
                 last = now
-                _report(progress, stats, now - t0)
+                done = position() / size if size and position is not None else None
+                _report(progress, stats, now - t0, done)
     changes = monitor.flush()
     stats.changes += len(changes)
     out.write(b"".join(dumps(c) + b"\n" for c in changes))
@@ -120,10 +126,15 @@ def replay(
     return stats
 
 
-def _report(out: IO[str], stats: ReplayStats, elapsed: float) -> None:
+def _report(out: IO[str], stats: ReplayStats, elapsed: float,
+            done: float | None = None) -> None:
     rate = stats.events / elapsed if elapsed > 0 else 0.0
+    where = ""
+    if done is not None and 0 < done <= 1:
+        left = elapsed * (1 - done) / done
+        where = f"{done:.0%}, about {left:.0f} s left, "
     out.write(
-        f"replay: {stats.events:,} events, {rate:,.0f} events/s, "
+        f"replay: {where}{stats.events:,} events, {rate:,.0f} events/s, "
         f"{stats.changes:,} alert changes, {sum(stats.invalid.values()):,} invalid\n"
     )
     out.flush()
@@ -137,13 +148,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         src = sys.stdin.buffer if args.events == "-" else open(args.events, "rb")  # noqa: SIM115
     except OSError as err:
-        print(f"distillwatch replay: cannot read {args.events}: {err}", file=sys.stderr)
+        print(f"distillwatch replay: cannot read {args.events}: {err.strerror}",
+              file=sys.stderr)
         return 2
     try:
-        dst = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
+        try:
+            dst = sys.stdout.buffer if args.out == "-" else open(args.out, "wb")  # noqa: SIM115
+        except OSError as err:
+            print(f"distillwatch replay: cannot write {args.out}: {err.strerror}",
+                  file=sys.stderr)
+            return 2
+        size = None
+        if src is not sys.stdin.buffer:
+            with contextlib.suppress(OSError):
+                size = os.fstat(src.fileno()).st_size
         try:
             stats = replay(src, monitor, dst, progress=progress,
-                           progress_every_s=args.progress_every)
+                           progress_every_s=args.progress_every, size=size,
+                           position=src.tell if size else None)
+        except OSError as err:
+            # e.g. a directory given as the input, or a disk that filled up mid-write
+            print(f"distillwatch replay: {err.strerror or err}", file=sys.stderr)
+            return 2
         finally:
             if dst is not sys.stdout.buffer:
                 dst.close()
@@ -161,4 +187,10 @@ def run(args: argparse.Namespace) -> int:
         for reason, count in sorted(stats.invalid.items()):
             print(f"  {reason}: {count:,} (first: {stats.first_invalid[reason]})",
                   file=sys.stderr)
+    if stats.lines and not stats.events:
+        # A labels or alerts file given by mistake: saying "0 alerts" and exiting 0 would
+        # read as "nothing suspicious in this traffic".
+        print(f"distillwatch replay: no line of {args.events} is a request event (is it a "
+              "labels or alerts file?)", file=sys.stderr)
+        return 1
     return 0
