@@ -14,6 +14,7 @@ import orjson
 
 from detectors.events import InvalidEvent
 from streams.logsafe import safe
+from streams.retry import Failure, RetryError, retry_until_stopped
 
 __all__ = ["MESSAGE_CHARS", "dlq_record", "publish"]
 
@@ -65,6 +66,15 @@ def dlq_record(
     }
 
 
+class _Unwritten(Exception):
+    """A round of DLQ writes in which ``count`` records failed; ``first`` is one error."""
+
+    def __init__(self, count: int, first: BaseException) -> None:
+        super().__init__(f"{count} dead-letter record(s) unwritten")
+        self.count = count
+        self.first = first
+
+
 async def publish(
     send: Callable[[bytes], Any],
     records: Sequence[dict[str, Any]],
@@ -83,8 +93,10 @@ async def publish(
     the worker is told to stop first, this raises so nothing is committed.
     """
     pending = list(records)
-    delay = first_delay_s
-    while pending:
+
+    async def write_round() -> None:
+        # One round sends every pending record at once; only the failed ones go again.
+        nonlocal pending
         futs: list[Any] = []
         for rec in pending:
             try:
@@ -98,15 +110,30 @@ async def publish(
         outcome = [f if isinstance(f, BaseException) else next(it) for f in futs]
         failed = [rec for rec, r in zip(pending, outcome, strict=True)
                   if isinstance(r, BaseException)]
-        if not failed:
-            return
-        first = next(r for r in outcome if isinstance(r, BaseException))
-        log.error("dead-letter write failed for %d record(s), retrying in %.1fs: %s",
-                  len(failed), delay, safe(f"{type(first).__name__}: {first}"))
+        if failed:
+            pending = failed
+            raise _Unwritten(len(failed), next(r for r in outcome if isinstance(r, BaseException)))
+
+    def failed_round(f: Failure) -> None:
+        err = f.error
+        count, first = (err.count, err.first) if isinstance(err, _Unwritten) else (1, err)
+        what = safe(f"{type(first).__name__}: {first}")
+        if f.giving_up:
+            log.error("dead-letter write failed for %d record(s), not retrying: the worker "
+                      "is stopping: %s", count, what)
+        else:
+            log.error("dead-letter write failed for %d record(s), retrying in %.1fs: %s",
+                      count, f.retry_in_s, what)
         if on_failure is not None:
-            on_failure(len(failed))
-        if should_stop():
-            raise RuntimeError(f"stopping with {len(failed)} dead-letter record(s) unwritten")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
-        pending = failed
+            on_failure(count)
+
+    if not pending:
+        return
+    try:
+        await retry_until_stopped(write_round, initial_s=first_delay_s, max_s=max_delay_s,
+                                  should_stop=should_stop, on_failure=failed_round)
+    except RetryError as gave_up:
+        last = gave_up.last_attempt.exception()
+        raise RuntimeError(
+            f"stopping with {len(pending)} dead-letter record(s) unwritten"
+        ) from (last.first if isinstance(last, _Unwritten) else last)

@@ -10,7 +10,6 @@ ERROR naming the alert id, so shutdown cannot hang on a dead broker.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from prometheus_client import Counter
 
 from streams.integrity import RecordSigner
 from streams.logsafe import safe
+from streams.retry import Failure, RetryError, retry_until_stopped
 
 __all__ = ["DeadLetterWriter", "Send"]
 
@@ -73,27 +73,36 @@ class DeadLetterWriter:
         # default=str: a DLQ record must never fail to serialise (it is the last resort).
         value = orjson.dumps(rec, default=str, option=orjson.OPT_NON_STR_KEYS)
         headers = self.signer.headers(self.topic, key, value)
-        attempt = 0
-        while True:
-            try:
-                await self.send(key, value, headers)
+
+        def alarm(f: Failure) -> None:
+            # Count and log once per ``alarm_every`` failed attempts, not on each one: a
+            # dead broker would otherwise flood the log every few seconds.
+            if f.attempt % self.alarm_every:
                 return
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:
-                attempt += 1
-                if attempt % self.alarm_every == 0:
-                    self.failures.inc()
-                    if self.stopping:
-                        log.error(
-                            "alerts-dlq write failed %s times while stopping; record for "
-                            "alert %s (reason %s) is LOST: %r",
-                            attempt, safe(aid), safe(rec.get("reason")), err,
-                        )
-                        return
-                    log.error(
-                        "alerts-dlq write failed %s times for alert %s (reason %s): %r; "
-                        "still retrying, delivery waits on it",
-                        attempt, safe(aid), safe(rec.get("reason")), err,
-                    )
-                await asyncio.sleep(min(self.max_s, self.initial_s * 2 ** min(attempt - 1, 16)))
+            self.failures.inc()
+            if f.giving_up:
+                log.error(
+                    "alerts-dlq write failed %s times while stopping; record for "
+                    "alert %s (reason %s) is LOST: %r",
+                    f.attempt, safe(aid), safe(rec.get("reason")), f.error,
+                )
+            else:
+                log.error(
+                    "alerts-dlq write failed %s times for alert %s (reason %s): %r; "
+                    "still retrying, delivery waits on it",
+                    f.attempt, safe(aid), safe(rec.get("reason")), f.error,
+                )
+
+        try:
+            await retry_until_stopped(
+                lambda: self.send(key, value, headers),
+                initial_s=self.initial_s,
+                max_s=self.max_s,
+                # While stopping, a record still gets the round of attempts one alarm
+                # stands for, then is given up (the alarm above logged it as LOST).
+                should_stop=lambda: self.stopping,
+                check_stop_every=self.alarm_every,
+                on_failure=alarm,
+            )
+        except RetryError:
+            return

@@ -48,3 +48,17 @@ def test_publish_raises_instead_of_returning_when_stopping_with_unwritten_record
         asyncio.run(publish(send, [{"reason": "x"}], should_stop=lambda: True,
                             first_delay_s=0.001))
     assert send.delivered == []
+
+
+def test_the_round_that_gives_up_is_still_counted_and_logged(caplog):
+    # The metric must not miss the last failed round: it is the one an operator sees at
+    # shutdown, and the error says which write failed.
+    send = FlakySend(fail=10**6)
+    failures: list[int] = []
+    recs = [{"reason": "x", "offset": 1}, {"reason": "y", "offset": 2}]
+    with caplog.at_level("ERROR"), pytest.raises(RuntimeError, match="2 dead-letter") as err:
+        asyncio.run(publish(send, recs, should_stop=lambda: True, on_failure=failures.append,
+                            first_delay_s=0.001))
+    assert failures == [2] and send.calls == 2
+    assert "not retrying" in caplog.text and "ConnectionError: broker gone" in caplog.text
+    assert isinstance(err.value.__cause__, ConnectionError | TimeoutError)
