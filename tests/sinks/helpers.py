@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,30 @@ FAST = {
     "approvals_poll_s": 0.1,
     "drain_timeout_s": 1.0,
 }
+
+# A dry-run policy that would suspend any account alert: one agreeing detector and any
+# severity suffice, so what the audit (or an empty `actions` topic) shows does not depend on
+# detector tuning; the gates themselves have unit tests.
+SUSPEND_ANY_ACCOUNT_POLICY = """
+dry_run = true
+min_agreeing_detectors = 1
+auto_suspend_min_severity = "info"
+[[rules]]
+entity_type = "account"
+action = "suspend_account"
+"""
+
+
+def wait_until(cond: Callable[[], object], timeout: float, every: float = 0.2) -> bool:
+    """Poll ``cond()`` until it is truthy or ``timeout`` seconds passed; its last answer.
+
+    For end-to-end tests that watch a worker process from outside (its metrics, a receiver)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(every)
+    return bool(cond())
 
 
 def change(

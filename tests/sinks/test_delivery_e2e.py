@@ -13,6 +13,7 @@ import pytest
 from streams.sinks.envelope import delivery_id
 from tests.conftest import isolated_topics, produce, read_topic
 from tests.integration.test_worker import _traffic
+from tests.sinks.helpers import SUSPEND_ANY_ACCOUNT_POLICY, wait_until
 from tests.sinks.receivers import SlackReceiver, WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -53,25 +54,9 @@ def _diagnosis(worker) -> str:
     return f"{counts}\n{worker.log()}"
 
 
-def _wait(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
-
 # Whatever severity the detectors give the ramp, this policy (dry-run) would suspend it, so
 # the expected audit trail does not depend on detector tuning; the gates have unit tests.
-POLICY = """
-dry_run = true
-min_agreeing_detectors = 1
-auto_suspend_min_severity = "info"
-[[rules]]
-entity_type = "account"
-action = "suspend_account"
-"""
+POLICY = SUSPEND_ANY_ACCOUNT_POLICY
 
 
 def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory, tmp_path):
@@ -115,7 +100,7 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
             (r["alert_id"], r["detector"], r["state"]) for r in ramp(alerts)
         ]
         # Every alert change reaches the webhook once, signed (the receiver verifies).
-        assert _wait(lambda: len(hook.accepted) >= len(alerts), 20), worker.log()
+        assert wait_until(lambda: len(hook.accepted) >= len(alerts), 20), worker.log()
         time.sleep(1.0)  # would a duplicate arrive, it would be by now
         assert hook.rejected == []
         assert len({b["delivery_id"] for b in hook.accepted}) == len(hook.accepted)
@@ -128,7 +113,7 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         def about_ramp(payloads):
             return [p for p in payloads if "ramp-1" in p["text"]]
 
-        assert _wait(lambda: len(about_ramp(slack.posts)) >= 1, 10), worker.log()
+        assert wait_until(lambda: len(about_ramp(slack.posts)) >= 1, 10), worker.log()
         time.sleep(1.0)
         assert slack.invalid == []
         assert len(about_ramp(slack.posts)) == 1, [p["text"] for p in slack.posts]

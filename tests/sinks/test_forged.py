@@ -13,6 +13,7 @@ import pytest
 
 from streams.integrity import SIG_HEADER, RecordSigner
 from tests.conftest import FAST_WORKER_ENV, isolated_topics, read_topic
+from tests.sinks.helpers import SUSPEND_ANY_ACCOUNT_POLICY, wait_until
 from tests.sinks.receivers import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -70,14 +71,7 @@ HOOK_SECRET = "forged-hook-secret"
 
 # Were a forged alert accepted, this policy (dry-run) would record a suspension for it: one
 # agreeing detector and any severity suffice, so an empty `actions` topic means something.
-POLICY = """
-dry_run = true
-min_agreeing_detectors = 1
-auto_suspend_min_severity = "info"
-[[rules]]
-entity_type = "account"
-action = "suspend_account"
-"""
+POLICY = SUSPEND_ANY_ACCOUNT_POLICY
 
 
 def _alert(aid: str, account: str, detector: str, severity: str = "critical") -> dict:
@@ -85,15 +79,6 @@ def _alert(aid: str, account: str, detector: str, severity: str = "critical") ->
             "entity_id": account, "detector": detector, "severity": severity,
             "ts": time.time(), "window_start": time.time() - 60, "window_end": time.time(),
             "score": 42.0, "threshold": 6.0, "evidence": {"signals": []}}
-
-
-def _wait(cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
 
 
 def _dlq(broker, topic: str, until) -> list[tuple[Any, dict]]:
@@ -214,8 +199,8 @@ def test_poison_alerts_are_dead_lettered_and_delivery_goes_on(broker, worker_fac
         records.append(signed(b"after-poison", orjson.dumps(ok)))
         _produce(broker, topics.alerts, records)
 
-        assert _wait(lambda: any(b["alert"]["alert_id"] == "after-poison"
-                                 for b in hook.accepted), 30), worker.log()
+        assert wait_until(lambda: any(b["alert"]["alert_id"] == "after-poison"
+                                      for b in hook.accepted), 30), worker.log()
         n = sum(len(v) for v in poison.values())
         dlq = _dlq(broker, topics.alerts_dlq, until=lambda rs: len(rs) >= n)
         got = sorted(d["reason"] for _, d in dlq)
