@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
@@ -50,7 +51,9 @@ def open_store(url: str, *, upgrade: bool = True) -> Engine:
     url = engine_url(url)
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
+    # orjson writes NaN and infinity as null: PostgreSQL's JSON refuses them.
+    engine = create_engine(url, pool_pre_ping=True,
+                           json_serializer=lambda v: orjson.dumps(v).decode())
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if upgrade:

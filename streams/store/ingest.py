@@ -70,7 +70,26 @@ class StoreIngest:
 
     def run(self, *, idle_exit_s: float | None = None) -> None:
         """Consume until :meth:`stop` (or ``idle_exit_s`` seconds without a record, for
-        one-shot catch-up runs)."""
+        one-shot catch-up runs).
+
+        When the database is unreachable (connection refused, lost, failed over) the batch
+        is not committed: the consumer is closed, and after a pause a new one resumes from
+        the last committed offsets, so nothing is skipped and nothing is stored twice."""
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        pause = 1.0
+        while not self._stop.is_set():
+            try:
+                self._consume(idle_exit_s)
+                return
+            except (OperationalError, InterfaceError) as err:
+                log.error("store: database unavailable (%s); retrying in %.0f s",
+                          type(err.orig).__name__ if err.orig is not None else err, pause)
+                if self._stop.wait(pause):
+                    return
+                pause = min(pause * 2, 30.0)
+
+    def _consume(self, idle_exit_s: float | None) -> None:
         import time
 
         from kafka import KafkaConsumer
@@ -104,4 +123,4 @@ class StoreIngest:
                 elif idle_exit_s is not None and time.monotonic() - last > idle_exit_s:
                     break
         finally:
-            consumer.close()
+            consumer.close(autocommit=False)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from sqlalchemy import Engine, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
+from streams.logsafe import safe
 from streams.store.schema import actions, alert_changes, alerts
 
 __all__ = ["StoreWriter", "record_digest"]
@@ -36,11 +38,39 @@ def record_digest(value: bytes) -> str:
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    return None
 
 
 def _str(v: Any, limit: int = 256) -> str | None:
-    return None if v is None else str(v)[:limit]
+    # PostgreSQL text cannot hold NUL; ids come from traffic, so an attacker can put one in.
+    return None if v is None else str(v)[:limit].replace("\x00", "\ufffd")
+
+
+def _int(v: Any) -> int | None:
+    """A count that fits the INTEGER columns of every database."""
+    if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31:
+        return v
+    return None
+
+
+def clean(v: Any) -> Any:
+    r"""``v`` made storable anywhere: no NUL in strings, no NaN or infinity (JSON has
+    neither; detectors saturate to infinity), keys as strings.
+
+    >>> clean({"k" + chr(0): [float("inf"), 1.5, "x"]}) == {"k\ufffd": [None, 1.5, "x"]}
+    True
+    """
+    if isinstance(v, str):
+        return v.replace("\x00", "\ufffd")
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, Mapping):
+        return {clean(str(k)): clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [clean(x) for x in v]
+    return v
 
 
 def _harvest(change: Mapping[str, Any]) -> tuple[float | None, float | None]:
@@ -56,6 +86,7 @@ class StoreWriter:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.unstorable = 0
 
     def add_alert(self, change: Mapping[str, Any]) -> bool:
         """Store one alert change and fold it into its alert's row; False if it was already
@@ -65,26 +96,30 @@ class StoreWriter:
         if not isinstance(aid, str) or state not in STATES or ts is None:
             log.warning("store: not an alert change (alert_id/state/ts), skipped")
             return False
+        aid = _str(aid, 64) or ""
         tokens, requests = _harvest(change)
         members = change.get("members") if isinstance(change.get("members"), list) else None
+        members = [_str(m) for m in members] if members is not None else None
         member_count = change.get("member_count")
         row = {
             "severity": _str(change.get("severity"), 16) or "info",
             "score": _num(change.get("score")),
             "threshold": _num(change.get("threshold")),
-            "member_count": member_count if isinstance(member_count, int) else None,
+            "member_count": _int(member_count),
             "harvest_tokens": tokens,
             "harvest_requests": requests,
         }
-        evidence = change.get("evidence") if isinstance(change.get("evidence"), dict) else None
+        evidence = clean(change["evidence"]) if isinstance(change.get("evidence"), dict) else None
         with self.engine.connect() as conn:
             try:
                 with conn.begin():
                     conn.execute(insert(alert_changes).values(
-                        alert_id=aid[:64], state=state, ts=ts, evidence=evidence, **row))
-                    self._fold(conn, change, aid[:64], state, ts, row, evidence, members)
+                        alert_id=aid, state=state, ts=ts, evidence=evidence, **row))
+                    self._fold(conn, change, aid, state, ts, row, evidence, members)
             except IntegrityError:
                 return False  # this change is stored already
+            except DataError as err:
+                return self._unstorable("alert change", aid, err)
         return True
 
     def _fold(self, conn: Any, change: Mapping[str, Any], aid: str, state: str, ts: float,
@@ -97,7 +132,7 @@ class StoreWriter:
                   "state": "resolved" if state == "resolved" else "open",
                   "resolved_ts": ts if state == "resolved" else None}
         if members is not None:
-            latest["members"] = [str(m)[:256] for m in members]
+            latest["members"] = members
         if current is None:
             conn.execute(insert(alerts).values(
                 alert_id=aid,
@@ -129,8 +164,8 @@ class StoreWriter:
             log.warning("store: not an audit record (decision), skipped")
             return False
         aid = rec.get("alert_id")
-        aid = aid[:64] if isinstance(aid, str) else None
-        count = rec.get("count")
+        aid = _str(aid, 64) if isinstance(aid, str) else None
+        count = _int(rec.get("count"))
         with self.engine.connect() as conn:
             try:
                 with conn.begin():
@@ -138,20 +173,30 @@ class StoreWriter:
                         digest=record_digest(value),
                         ts=_num(rec.get("ts")) or 0.0,
                         alert_id=aid,
-                        decision=rec["decision"][:32],
+                        decision=_str(rec["decision"], 32),
                         action=_str(rec.get("action"), 32),
                         account_id=_str(rec.get("account_id")),
-                        count=count if isinstance(count, int) else None,
+                        count=count,
                         by=_str(rec.get("by")),
                         note=_str(rec.get("note"), 2000),
                         reason=_str(rec.get("reason"), 2000),
-                        record=dict(rec),
+                        record=clean(dict(rec)),
                     ))
                     if rec["decision"] == CONSOLE and aid is not None:
                         self._console(conn, aid, rec)
             except IntegrityError:
                 return False
+            except DataError as err:
+                return self._unstorable("audit record", aid, err)
         return True
+
+    def _unstorable(self, what: str, aid: str | None, err: DataError) -> bool:
+        # The database refused a value (a type or size limit this module does not know):
+        # skip the record rather than stop the store on it forever.
+        self.unstorable += 1
+        log.error("store: %s for alert %s refused by the database (%s), skipped", what,
+                  safe(aid), type(err.orig).__name__ if err.orig is not None else err)
+        return False
 
     def _console(self, conn: Any, aid: str, rec: Mapping[str, Any]) -> None:
         by, action = _str(rec.get("by")), rec.get("action")

@@ -54,24 +54,35 @@ class PostgresServer:
     def __enter__(self) -> PostgresServer:
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "dw", "-A", "trust",
                   "--no-sync", "-E", "UTF8", "--locale=C")
+        self.start()
+        return self
+
+    def start(self) -> None:
+        """Start the server (again) and wait until it accepts connections."""
+        import psycopg
+
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-w",
                   "-l", str(self.dir / "server.log"), "start")
         deadline = time.monotonic() + 20
-        import psycopg
-
         while True:
             try:
                 psycopg.connect(f"host=127.0.0.1 port={self.port} user=dw dbname=postgres").close()
-                return self
+                return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: an outage, as far as clients can tell. ``fast`` flushes what was
+        committed (this server runs with synchronous_commit=off, so ``immediate`` may lose
+        the last commits, which no production server would)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop")
+
     def __exit__(self, *exc: object) -> None:
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+            self.stop("immediate")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -85,3 +85,20 @@ def test_migrations_are_idempotent_and_recorded(store_url: str) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == (
             "0001")
     engine.dispose()
+
+
+def test_hostile_values_are_stored_not_fatal(store_engine: Engine) -> None:
+    """Ids come from traffic: a NUL byte (PostgreSQL text refuses it), evidence saturated to
+    infinity (JSON has none), a member count beyond INTEGER. None may stop the store."""
+    w = StoreWriter(store_engine)
+    [c] = campaign(n=1)
+    c.update(entity_id="evil\x00id", member_count=2**40, members=["a\x00b", "ok"])
+    c["evidence"]["features"]["x"] = float("inf")
+    c["evidence"]["n\x00"] = float("nan")
+    assert w.add_alert(c)
+    row = _row(store_engine, c["alert_id"])
+    assert row.entity_id == "evil\ufffdid" and row.members == ["a\ufffdb", "ok"]
+    assert row.member_count is None and row.evidence["features"]["x"] is None
+    assert w.add_action(encode({"ts": 1.0, "decision": "console\x00", "alert_id": "a\x00",
+                                "count": 2**40, "note": "\x00"}))
+    assert w.unstorable == 0
