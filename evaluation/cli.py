@@ -16,15 +16,43 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--labels", required=True, metavar="LABELS.jsonl",
-                   help="ground truth from `distillwatch simulate --labels`")
+    p.add_argument("--labels", metavar="LABELS.jsonl",
+                   help="ground truth from `distillwatch simulate --labels` (required unless "
+                   "--verdicts is given)")
     p.add_argument("--alerts", required=True, metavar="ALERTS.jsonl",
                    help="alert state changes from `distillwatch replay` (or the alerts topic)")
     p.add_argument("--events", metavar="EVENTS.jsonl",
                    help="the event file, to score the static rate-limit baseline beside ours")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--verdicts", metavar="FILE|topic",
+                   help="on-call verdicts: false positives marked in the console, from the "
+                   "labels topic ('topic') or a JSON-lines file of its records")
     p.add_argument("--force", action="store_true",
                    help="score even when the alerts do not look like the labels' scenario")
+
+
+def _verdicts(args: argparse.Namespace) -> int:
+    """Score alerts against the console's false-positive verdicts."""
+    from evaluation.score import read_jsonl
+    from evaluation.verdicts import format_verdicts, read_verdict_topic, verdict_report
+
+    try:
+        alerts = read_jsonl(args.alerts)
+        if args.verdicts == "topic":
+            from streams.config_cmd import config_from_args
+
+            verdicts = read_verdict_topic(config_from_args(args))
+        else:
+            verdicts = read_jsonl(args.verdicts)
+    except (OSError, ValueError) as err:
+        print(f"distillwatch evaluate: {err}", file=sys.stderr)
+        return 2
+    report = verdict_report(alerts, verdicts)
+    if args.json:
+        print(json.dumps({"verdicts": len(verdicts), "by_detector": report}, indent=2))
+    else:
+        print(format_verdicts(report, len(verdicts)))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from evaluation.report import format_report
     from evaluation.score import Labels, read_jsonl, score
 
+    if args.verdicts:
+        return _verdicts(args)
+    if not args.labels:
+        print("distillwatch evaluate: give --labels (or --verdicts)", file=sys.stderr)
+        return 2
     try:
         labels = Labels.read(args.labels)
         alerts = read_jsonl(args.alerts)

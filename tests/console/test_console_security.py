@@ -219,3 +219,32 @@ def _read(broker_url, topics):  # type: ignore[no-untyped-def]
     finally:
         c.close()
     return sorted(out, key=lambda tr: tr[1]["ts"])
+
+
+def test_evaluate_reads_the_consoles_verdicts_from_the_labels_topic(
+    fed, broker, tmp_path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """After the false-positive test above: evaluate scores the alerts against the signed
+    verdicts on the labels topic, and ignores a forged one."""
+    import json
+
+    from streams.cli import main
+
+    console, topics, _ = fed
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    p.send(topics.labels, key=CAMP.encode(), value=encode(
+        {"label": "false_positive", "alert_id": CAMP, "by": "mallory"}))  # unsigned
+    p.flush()
+    p.close()
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_bytes(b"".join(value + b"\n" for _, _, value in _records(topics)))
+    monkeypatch.setenv("DISTILLWATCH_BROKER__URL", broker.url)
+    monkeypatch.setenv("DISTILLWATCH_TOPICS__LABELS", topics.labels)
+    monkeypatch.setenv("DISTILLWATCH_WORKER__RECORD_SECRET",
+                       FAST_WORKER_ENV["DISTILLWATCH_WORKER__RECORD_SECRET"])
+    assert main(["evaluate", "--alerts", str(alerts), "--verdicts", "topic", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdicts"] == 1
+    assert out["by_detector"]["account_baseline"] == {"alerts": 1, "false_positive": 1,
+                                                       "share": 1.0}
+    assert out["by_detector"]["cluster_campaign"]["false_positive"] == 0
