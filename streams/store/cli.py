@@ -58,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.model_copy(update={"broker": cfg.broker.model_copy(update={"url": args.broker})})
     engine = open_store(store_url(cfg))
     ingest = StoreIngest(cfg, StoreWriter(engine), signer_for(cfg))
-    signal.signal(signal.SIGTERM, lambda *_: ingest.stop())
+    previous = signal.signal(signal.SIGTERM, lambda *_: ingest.stop())
     log.info("store: database %s", engine.url.render_as_string(hide_password=True))
-    with contextlib.suppress(KeyboardInterrupt):
-        ingest.run(idle_exit_s=5.0 if args.catch_up else None)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            ingest.run(idle_exit_s=5.0 if args.catch_up else None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"stored {dict(ingest.stored)}, duplicates {dict(ingest.duplicates)}, "
-          f"rejected {dict(ingest.rejected)}")
+          f"rejected {dict(ingest.rejected)}, refused by the database "
+          f"{ingest.writer.unstorable}")
     return 0

@@ -126,3 +126,25 @@ def test_a_database_outage_loses_nothing(broker) -> None:  # type: ignore[no-unt
             rows = conn.execute(select(alert_changes.c.alert_id, alert_changes.c.state)).all()
             assert len(rows) == 3, (rows, ingest.writer.unstorable)
         engine.dispose()
+
+
+def test_store_command_catches_up_into_the_default_sqlite(broker, tmp_path, monkeypatch,
+                                                          capsys) -> None:  # type: ignore[no-untyped-def]
+    """``distillwatch store --catch-up`` with no store.url: SQLite under worker.data_dir,
+    then ``alerts list`` reads the same file."""
+    from streams.cli import main
+
+    topics, env = isolated_topics()
+    signer = RecordSigner(SECRET)
+    _send(broker, [(topics.alerts, c["alert_id"].encode(), encode(c),
+                    signer.headers(topics.alerts, c["alert_id"].encode(), encode(c)))
+                   for c in campaign(n=2)])
+    for k, v in {**env, "DISTILLWATCH_WORKER__DATA_DIR": str(tmp_path / "data"),
+                 "DISTILLWATCH_WORKER__RECORD_SECRET": SECRET.decode(),
+                 "DISTILLWATCH_STORE__GROUP_ID": uuid.uuid4().hex}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["store", "--broker", broker.url, "--catch-up"]) == 0
+    assert f"stored {{'{topics.alerts}': 2}}" in capsys.readouterr().out
+    assert (tmp_path / "data" / "alerts.db").is_file()
+    assert main(["alerts", "list"]) == 0
+    assert "camp-1" in capsys.readouterr().out
