@@ -230,7 +230,7 @@ def test_evaluate_reads_the_consoles_verdicts_from_the_labels_topic(
 
     from streams.cli import main
 
-    console, topics, _ = fed
+    _, topics, _ = fed
     p = KafkaProducer(bootstrap_servers=broker.bootstrap)
     p.send(topics.labels, key=CAMP.encode(), value=encode(
         {"label": "false_positive", "alert_id": CAMP, "by": "mallory"}))  # unsigned
