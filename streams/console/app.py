@@ -201,10 +201,8 @@ class Console:
                                                                  "info") else None
         detector = q.get("detector") or None
         sort = q.get("sort") if q.get("sort") in dict(COLUMNS) else "severity"
-        try:
-            min_ratio = float(q["min_ratio"]) if q.get("min_ratio") else None
-        except ValueError:
-            min_ratio = None
+        limits = {k: _float(q.get(k)) for k in ("min_ratio", "min_members", "min_harvest",
+                                                 "max_age_h")}
         rows = await self.db(list_alerts, self.engine, open_only=show == "open",
                              severity=severity, detector=detector)
         detectors = await self.db(self._detectors)
@@ -217,8 +215,14 @@ class Console:
             r["age_s"] = now - r["opened_ts"]
             r["age_text"] = age(r["age_s"])
             r["opened_text"] = utc(r["opened_ts"])
-        if min_ratio is not None:
-            rows = [r for r in rows if r["ratio"] >= min_ratio]
+        if limits["min_ratio"] is not None:
+            rows = [r for r in rows if r["ratio"] >= limits["min_ratio"]]
+        if limits["min_members"] is not None:
+            rows = [r for r in rows if (r.get("member_count") or 0) >= limits["min_members"]]
+        if limits["min_harvest"] is not None:
+            rows = [r for r in rows if (r.get("harvest_tokens") or 0) >= limits["min_harvest"]]
+        if limits["max_age_h"] is not None:
+            rows = [r for r in rows if r["age_s"] <= limits["max_age_h"] * 3600]
         keys: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ratio": lambda r: -r["ratio"],
             "members": lambda r: -(r.get("member_count") or 0),
@@ -234,7 +238,7 @@ class Console:
             return "/?" + urlencode({**params, "sort": key})
 
         return self.render(request, "queue.html", rows=rows, show=show, severity=severity,
-                           detector=detector, detectors=detectors, min_ratio=min_ratio,
+                           detector=detector, detectors=detectors, limits=limits,
                            sort=sort, columns=COLUMNS, sort_url=sort_url)
 
     def _detectors(self) -> list[str]:
@@ -363,6 +367,16 @@ class Console:
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
+
+
+def _float(v: str | None) -> float | None:
+    """A filter value from the query string; anything that is not a finite number is
+    no filter."""
+    try:
+        f = float(v) if v else None
+    except ValueError:
+        return None
+    return f if f is not None and f == f and abs(f) != float("inf") else None
 
 
 def group_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:

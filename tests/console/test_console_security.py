@@ -248,3 +248,30 @@ def test_evaluate_reads_the_consoles_verdicts_from_the_labels_topic(
     assert out["by_detector"]["account_baseline"] == {"alerts": 1, "false_positive": 1,
                                                        "share": 1.0}
     assert out["by_detector"]["cluster_campaign"]["false_positive"] == 0
+
+
+def test_the_queue_filters_and_sorts(fed, browser) -> None:  # type: ignore[no-untyped-def]
+    console, _, _ = fed
+    page = login(browser, console.url, "victor", USERS["victor"][1])
+
+    def entities(query: str) -> list[str]:
+        page.goto(console.url + "?" + query)
+        return [t.split()[1] for t in page.locator("a.alert-link").all_inner_texts()]
+
+    hostile = XSS.split()[0]
+    assert sorted(entities("show=all")) == sorted(["camp-1", "ramp-1", hostile])
+    assert entities("show=all&min_members=25") == ["camp-1"]        # 30 members
+    assert entities("show=all&min_members=31") == []
+    assert entities("show=all&min_harvest=1000000") == ["camp-1"]   # 1.2M tokens
+    assert entities("severity=critical") == ["camp-1"]
+    assert len(entities("min_ratio=1.5")) == 3                      # 2.75, 1.58, 1.58
+    assert entities("min_ratio=2") == ["camp-1"]
+    assert entities("min_ratio=2.8") == []
+    # Opened in 2027 (T0): a negative age, so "at most 1 h old" keeps them all.
+    assert len(entities("max_age_h=1")) == 3
+    # Junk in a filter is no filter, never an error page.
+    assert sorted(entities("min_members=nan&max_age_h=inf&min_ratio=x")) == sorted(
+        entities(""))
+    assert entities("sort=members")[0] == "camp-1"
+    assert entities("sort=ratio")[0] == "camp-1"
+    page.context.close()
