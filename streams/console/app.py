@@ -17,7 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -286,7 +286,7 @@ class Console:
         return web.Response(
             text=members_csv(a), content_type="text/csv",
             headers={"Content-Disposition":
-                     f'attachment; filename="members-{a["alert_id"]}.csv"'})
+                     f'attachment; filename="members-{_token(a["alert_id"])}.csv"'})
 
     # --- actions ----------------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class Console:
         return str(request["form"].get(field) or "").strip()[:500]
 
     def _done(self, a: dict[str, Any], what: str) -> web.HTTPFound:
-        return web.HTTPFound(f"/alerts/{a['alert_id']}?done={what}#approval")
+        return web.HTTPFound(f"/alerts/{quote(a['alert_id'], safe='')}?done={what}#approval")
 
     async def decide(self, request: web.Request) -> web.StreamResponse:
         me = self._approver(request)
@@ -367,6 +367,12 @@ class Console:
 
     async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
+
+
+def _token(text: str) -> str:
+    """``text`` reduced to characters safe in a header parameter or a file name."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_"
+                   for c in text)[:64]
 
 
 def _float(v: str | None) -> float | None:

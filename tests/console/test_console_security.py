@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -274,4 +275,17 @@ def test_the_queue_filters_and_sorts(fed, browser) -> None:  # type: ignore[no-u
         entities(""))
     assert entities("sort=members")[0] == "camp-1"
     assert entities("sort=ratio")[0] == "camp-1"
+    page.context.close()
+
+
+def test_member_export_is_a_csv_download(fed, browser) -> None:  # type: ignore[no-untyped-def]
+    console, _, _ = fed
+    page = login(browser, console.url, "victor", USERS["victor"][1])
+    page.goto(console.url + f"alerts/{CAMP}")
+    with page.expect_download() as dl:
+        page.click("text=Export CSV")
+    assert dl.value.suggested_filename == f"members-{CAMP}.csv"
+    lines = Path(dl.value.path()).read_text().splitlines()
+    assert lines[0] == "account_id,alert_id,entity_id" and len(lines) == 1 + 30
+    assert lines[1] == f"acct-0,{CAMP},camp-1"
     page.context.close()
