@@ -111,8 +111,14 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
             ):
                 await reject_finding(m, value if isinstance(value, bytes) else b"")
                 continue
-            msg = orjson.loads(value)
-            changes = alert_stage.handle(msg)
+            try:
+                msg = orjson.loads(value)
+                changes = alert_stage.handle(msg)
+            except Exception as err:
+                # Signed, so ours: a bug, not an attack. It must still not stop the agent
+                # (the supervisor would restart it past the record and lose it silently).
+                await reject_finding(m, value, "invalid_finding", f"{type(err).__name__}: {err}")
+                continue
             worst.update(msg, changes)
             for change in changes:
                 key = change["alert_id"].encode()
@@ -120,19 +126,21 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
                 await alerts.send(key=key, value=data, headers=signer.headers(t.alerts, key, data))
                 log_change(change)
 
-    async def reject_finding(m: Any, raw: bytes) -> None:
-        """A finding we did not write: never turned into an alert, counted, dead-lettered."""
-        record_metrics.rejected.labels("findings", "bad_signature").inc()
+    async def reject_finding(
+        m: Any, raw: bytes, reason: str = "bad_signature", error: str | None = None
+    ) -> None:
+        """A finding we did not write (or cannot fold): never turned into an alert, counted,
+        dead-lettered."""
+        record_metrics.rejected.labels("findings", reason).inc()
+        if error is None:
+            error = signer.reason(m.headers).replace("_", " ")
         log.warning(
-            "findings record at partition %s offset %s (key %s) has no valid signature: "
-            "not acted on, sent to alerts-dlq",
-            m.partition, m.offset, safe(m.key, 80),
+            "findings record at partition %s offset %s (key %s) not acted on (%s: %s), "
+            "sent to alerts-dlq",
+            m.partition, m.offset, safe(m.key, 80), reason, safe(error),
         )
         where = {"source_topic": t.findings, "partition": m.partition, "offset": m.offset}
-        await dispatcher.dlq(
-            rejected_record("bad_signature", signer.reason(m.headers).replace("_", " "),
-                            where, raw)
-        )
+        await dispatcher.dlq(rejected_record(reason, error, where, raw))
 
     @app.timer(interval=5.0)
     async def report_lag() -> None:

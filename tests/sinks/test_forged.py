@@ -217,3 +217,38 @@ def test_poison_alerts_are_dead_lettered_and_delivery_goes_on(broker, worker_fac
         assert "Traceback" not in worker.log(tail=None)
     finally:
         hook.stop()
+
+
+def test_signed_findings_the_alert_agent_cannot_fold_are_dead_lettered(broker, worker_factory):
+    """A signed record on `findings` is ours, so a bad one is a bug, not an attack; it must
+    still not stop the alert agent (its supervisor would restart it past the record, lost).
+    """
+    topics, env = isolated_topics()
+    worker = worker_factory(**env)
+    signer = RecordSigner(SECRET)
+
+    def signed(key: bytes, value: bytes) -> tuple[bytes, bytes, list]:
+        return key, value, signer.headers(topics.findings, key, value)
+
+    now = time.time()
+    good = {"type": "finding", "entity_type": "account", "entity_id": "after-bad",
+            "detector": "account_extraction", "window_start": now - 60, "window_end": now,
+            "score": 50.0, "threshold": 6.0, "severity": "warning", "evidence": {}}
+    bad = [
+        b"{not json",
+        orjson.dumps({**good, "entity_id": "x", "window_end": "later"}),
+        orjson.dumps({"type": "watermark", "ts": "soon"}),
+    ]
+    records = [signed(f"b{i}".encode(), v) for i, v in enumerate(bad)]
+    records.append(signed(b"after-bad", orjson.dumps(good)))
+    _produce(broker, topics.findings, records)
+
+    alerts = read_topic(broker, topics.alerts,
+                        until=lambda rs: any(r["entity_id"] == "after-bad" for r in rs),
+                        timeout=30)
+    assert [r["entity_id"] for r in alerts] == ["after-bad"], worker.log()
+    dlq = _dlq(broker, topics.alerts_dlq, until=lambda rs: len(rs) >= len(bad))
+    assert sorted(d["reason"] for _, d in dlq) == ["invalid_finding"] * len(bad), dlq
+    assert worker.metric("distillwatch_records_rejected_total",
+                         {"topic": "findings", "reason": "invalid_finding"}) == len(bad)
+    assert worker.proc.poll() is None
