@@ -31,7 +31,7 @@ def store_url(cfg: Config) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=None, help="kafka://HOST:PORT (default: broker.url)")
     p.add_argument("--catch-up", action="store_true",
-                   help="exit after 5 s without new records instead of running forever")
+                   help="exit after 2 s without new records instead of running forever")
 
 
 def start_ingest(cfg: Config) -> tuple[object, threading.Thread]:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("store: database %s", engine.url.render_as_string(hide_password=True))
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            ingest.run(idle_exit_s=5.0 if args.catch_up else None)
+            ingest.run(idle_exit_s=2.0 if args.catch_up else None)
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"stored {dict(ingest.stored)}, duplicates {dict(ingest.duplicates)}, "

@@ -36,13 +36,14 @@ def test_hash_password_prints_a_hash_that_verifies() -> None:
     assert hash_password("same") != hash_password("same")  # salted
 
 
-def test_password_mode_without_users_refuses_to_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "console"],
-                         capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin",
-                              "DISTILLWATCH_WORKER__DATA_DIR": str(tmp_path)})
-    assert out.returncode == 2
-    assert "no console.users configured" in out.stderr and "Traceback" not in out.stderr
+def test_password_mode_without_users_refuses_to_start(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from streams.cli import main
+
+    monkeypatch.setenv("DISTILLWATCH_WORKER__DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DISTILLWATCH_CONFIG", raising=False)
+    assert main(["console"]) == 2
+    err = capsys.readouterr().err
+    assert "no console.users configured" in err and "Traceback" not in err
 
 
 @pytest.mark.integration

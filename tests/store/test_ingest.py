@@ -114,7 +114,7 @@ def test_a_database_outage_loses_nothing(broker) -> None:  # type: ignore[no-unt
         assert ingest.stored[topics.alerts] == 2
         pg.stop()
         send(later)
-        time.sleep(3)  # the store meets the outage and backs off
+        time.sleep(1.5)  # the store meets the outage and backs off
         pg.start()
         deadline = time.monotonic() + 40
         while ingest.stored[topics.alerts] < 3 and time.monotonic() < deadline:
