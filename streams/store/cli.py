@@ -42,7 +42,14 @@ def start_ingest(cfg: Config) -> tuple[object, threading.Thread]:
     from streams.store.writer import StoreWriter
 
     ingest = StoreIngest(cfg, StoreWriter(open_store(store_url(cfg))), signer_for(cfg))
-    thread = threading.Thread(target=ingest.run, name="store-ingest", daemon=True)
+    def consume() -> None:
+        try:
+            ingest.run()
+        except Exception:
+            # The console goes on serving what is stored; say loudly that it is going stale.
+            log.exception("store: the consumer stopped; the console shows no new alerts")
+
+    thread = threading.Thread(target=consume, name="store-ingest", daemon=True)
     thread.start()
     return ingest, thread
 
