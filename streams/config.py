@@ -354,10 +354,10 @@ class SinksConfig(_Section):
         "http://localhost:3000/d/distillwatch-overview/distillwatch",
         description="Dashboard linked from every alert; the alert's time range is appended",
     )
-    runbook_url: str = Field(
-        "docs/detectors.md",
-        description="Runbook page; alerts link to <runbook_url>#<detector>. Use an absolute "
-        "http(s) URL so Slack renders it as a link",
+    runbook_url: str | None = Field(
+        None,
+        description="Absolute http(s) URL of the runbook page (docs/detectors.md as published); "
+        "alerts link to <runbook_url>#<detector>; unset = no runbook link",
     )
     queue_size: int = Field(
         1000,
@@ -387,7 +387,7 @@ class SinksConfig(_Section):
             return tuple(u.strip() for u in v.split(",") if u.strip())
         return v
 
-    @field_validator("slack_api_url", "account_api_url", "grafana_url")
+    @field_validator("slack_api_url", "account_api_url", "grafana_url", "runbook_url")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):

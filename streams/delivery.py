@@ -85,7 +85,8 @@ def build_dispatcher(
         slack = SlackSink(webhook_url=slack_url, bot_token=slack_token, channel=s.slack_channel,
                           api_url=s.slack_api_url, timeout_s=s.request_timeout_s,
                           new_per_minute=s.slack_new_messages_per_minute,
-                          state_path=Path(cfg.worker.data_dir) / "slack_messages.json")
+                          state_path=Path(cfg.worker.data_dir) / "slack_messages.json",
+                          console_url=cfg.console.public_url)
         slack_mode = slack.mode
         runners.append(runner(slack, s.slack_min_interval_s))
     secret = s.secret("webhook_secret")
@@ -94,7 +95,8 @@ def build_dispatcher(
         assert secret is not None  # the config requires it with webhook URLs
         runners.append(runner(WebhookSink(url, secret, index=i, timeout_s=s.request_timeout_s)))
     agreement = Agreement(policy.families, policy.corroboration_share)
-    docs = s.runbook_url.rsplit("/", 1)[0] + "/" if "/" in s.runbook_url else ""
+    # The budget alert's runbook sits beside detectors.md; no runbook base, no link.
+    docs = s.runbook_url.rsplit("/", 1)[0] + "/" if s.runbook_url else ""
     dispatcher = Dispatcher(
         runners,
         dlq=dlq,
@@ -103,7 +105,7 @@ def build_dispatcher(
         min_agreeing=policy.min_agreeing_detectors,
         runbook_url=s.runbook_url,
         grafana_url=s.grafana_url,
-        budget_runbook_url=f"{docs}delivery.md#action-budget-exceeded",
+        budget_runbook_url=f"{docs}delivery.md#action-budget-exceeded" if docs else "",
     )
     suspension = SuspensionSink(
         PolicyEngine(policy),

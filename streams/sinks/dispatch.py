@@ -61,7 +61,7 @@ class Dispatcher:
         metrics: SinkMetrics,
         agreement: Agreement | None = None,
         min_agreeing: int = 2,
-        runbook_url: str = "docs/detectors.md",
+        runbook_url: str | None = None,
         grafana_url: str = "http://localhost:3000/d/distillwatch-overview/distillwatch",
         budget_runbook_url: str = "docs/delivery.md#action-budget-exceeded",
     ) -> None:

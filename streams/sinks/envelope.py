@@ -25,23 +25,46 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
-__all__ = ["Envelope", "dashboard_link", "delivery_id", "runbook_link"]
+__all__ = ["Envelope", "console_link", "dashboard_link", "delivery_id", "runbook_link"]
 
 # Dashboard range around the alert's window: an hour of context before, 15 minutes after.
 _BEFORE_S = 3600.0
 _AFTER_S = 900.0
 
 
-def runbook_link(base: str, detector: str) -> str:
+def runbook_link(base: str | None, detector: str) -> str:
     """``<base>#<detector>``: docs/detectors.md has one section per detector, anchored by name.
 
     The detector name comes from the alert record, so it is percent-encoded (and capped): a
-    forged name cannot add a query, a second URL or markup to the link.
+    forged name cannot add a query, a second URL or markup to the link. No base (the setting
+    ``sinks.runbook_url`` is unset) gives ``""``, which every sink reads as "no link": a
+    relative path is not clickable in Slack and would point nowhere from a webhook receiver.
 
     >>> runbook_link("https://x/d.md", "a b|<c>?q=1")
     'https://x/d.md#a%20b%7C%3Cc%3E%3Fq%3D1'
+    >>> runbook_link(None, "d")
+    ''
     """
+    if not base:
+        return ""
     return f"{base}#{quote(detector[:100], safe='')}"
+
+
+def console_link(base: str | None, alert_id: str) -> str:
+    """The console's page of one alert, ``<base>/alerts/<alert id>`` (streams/console routes
+    ``/alerts/{alert_id}``); ``""`` without a base (``console.public_url`` unset).
+
+    The alert id comes from the alert record: percent-encoded whole, so a forged id cannot
+    climb out of ``/alerts/`` (``../login``) or add a query.
+
+    >>> console_link("https://dw.example/", "a/../b?x")
+    'https://dw.example/alerts/a%2F..%2Fb%3Fx'
+    >>> console_link(None, "a")
+    ''
+    """
+    if not base:
+        return ""
+    return f"{base.rstrip('/')}/alerts/{quote(alert_id[:200], safe='')}"
 
 
 def dashboard_link(grafana_url: str, change: Mapping[str, Any]) -> str:
@@ -91,7 +114,7 @@ class Envelope:
         *,
         detectors: tuple[str, ...],
         severity: str,
-        runbook_base: str = "docs/detectors.md",
+        runbook_base: str | None = None,
         grafana_url: str = "http://localhost:3000/d/distillwatch-overview/distillwatch",
         system: bool = False,
     ) -> Envelope:
@@ -133,7 +156,7 @@ class Envelope:
             "delivery_id": self.delivery_id,
             "severity": self.severity,
             "agreeing_detectors": list(self.detectors),
-            "runbook_url": self.runbook_url,
+            "runbook_url": self.runbook_url or None,
             "dashboard_url": self.dashboard_url,
             "alert": dict(self.change),
         }

@@ -285,6 +285,8 @@ class SlackSink(Sink):
         Monotonic clock (injected in tests).
     state_path
         File of the :class:`MessageLog` (None: in memory only).
+    console_url
+        ``console.public_url``: messages link each alert's console page (None: no link).
     """
 
     name = "slack"
@@ -300,6 +302,7 @@ class SlackSink(Sink):
         new_per_minute: int = 10,
         clock: Callable[[], float] = time.monotonic,
         state_path: str | Path | None = None,
+        console_url: str | None = None,
     ) -> None:
         if bot_token and not channel:
             raise ValueError("slack: a bot token needs sinks.slack_channel")
@@ -319,6 +322,7 @@ class SlackSink(Sink):
         self._suppressed: set[tuple[str, str]] = set()
         self._digest = _Digest()
         self.messages = MessageLog(state_path)
+        self.console_url = console_url
 
     def __repr__(self) -> str:  # never show the URL or token
         return f"SlackSink(mode={self.mode})"
@@ -393,7 +397,8 @@ class SlackSink(Sink):
         self._current = None
 
     async def _sync(self, g: Group) -> int:
-        payload = render(g.alerts, g.open, folded_accounts=len(g.folded))
+        payload = render(g.alerts, g.open, folded_accounts=len(g.folded),
+                         console_url=self.console_url)
         digest = g.digest()
         severity = g.severity
         if self.mode == "api":

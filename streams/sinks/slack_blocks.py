@@ -46,9 +46,9 @@ from urllib.parse import quote
 
 from detectors.findings import severity_rank
 from streams.logsafe import safe
-from streams.sinks.envelope import Envelope
+from streams.sinks.envelope import Envelope, console_link
 
-__all__ = ["MAX_VALUE", "code", "esc", "fit", "link", "plain", "render"]
+__all__ = ["MAX_VALUE", "code", "esc", "fit", "link", "now_vs_typical", "plain", "render"]
 
 #: Characters kept of one untrusted value (an id of 2,000 characters is cut to this).
 MAX_VALUE: Final = 200
@@ -135,19 +135,64 @@ def _list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, list | tuple) else []
 
 
+# Typical values the detectors record under another name than the feature they describe:
+# baseline key -> (feature key, label).
+_TYPICAL_ALIASES: Final = {
+    "tier_median_hourly_requests": ("hourly_requests", "hourly requests (tier median)"),
+    "usual_harvest_like_per_hour": ("harvest_like_last_hour", "harvest-like requests per hour"),
+}
+_NOW_VS_TYPICAL = 4
+
+
+def _ratio(now: Any, typical: Any) -> str:
+    ok = isinstance(now, int | float) and isinstance(typical, int | float)
+    if not ok or not math.isfinite(now) or not math.isfinite(typical) or typical <= 0:
+        return ""
+    return f" ({_num(now / typical)}x)"
+
+
+def now_vs_typical(evidence: Any) -> list[tuple[str, Any, Any]]:
+    """``(signal, now, typical)`` for an account alert: each value of the window
+    (``evidence.features``) that the detector compared with a typical one
+    (``evidence.baseline``), strongest signal first, at most four.
+
+    >>> ev = {"features": {"requests": 160.0, "hourly_requests": 90.0},
+    ...       "baseline": {"requests": 8.0, "tier_median_hourly_requests": 3.0},
+    ...       "signals": [{"signal": "requests", "score": 9}]}
+    >>> now_vs_typical(ev)
+    [('requests', 160.0, 8.0), ('hourly requests (tier median)', 90.0, 3.0)]
+    """
+    ev = _dict(evidence)
+    feats, base = _dict(ev.get("features")), _dict(ev.get("baseline"))
+    pairs: dict[str, tuple[str, Any, Any]] = {}
+    for key, typical in base.items():
+        feat, label = _TYPICAL_ALIASES.get(str(key), (str(key), str(key)))
+        if feat in feats:
+            pairs[feat] = (label, feats[feat], typical)
+    ranked = [str(_dict(s).get("signal")) for s in _list(ev.get("signals"))]
+    order = [k for k in ranked if k in pairs] + [k for k in pairs if k not in ranked]
+    return [pairs[k] for k in order[:_NOW_VS_TYPICAL]]
+
+
 def _evidence_lines(change: Mapping[str, Any]) -> list[str]:
     ev = _dict(change.get("evidence"))
     feats = _dict(ev.get("features"))
     base = _dict(ev.get("baseline"))
     lines = []
+    compared = now_vs_typical(ev) if change.get("entity_type") == "account" else []
+    if compared:
+        lines.append("• *now vs typical*: " + "; ".join(
+            f"{code(name, 64)} {_num(now)} vs {_num(typ)}{_ratio(now, typ)}"
+            for name, now, typ in compared
+        ))
     for s in _list(ev.get("signals"))[:_SIGNALS]:
         s = _dict(s)
         name = str(s.get("signal"))
         line = f"• {code(name)}: score {_num(s.get('score'))}"
-        if name in feats:
+        if name in feats and not compared:
             line += f" — now {_num(feats[name])}"
             if name in base:
-                line += f", baseline {_num(base[name])}"
+                line += f", typical {_num(base[name])}"
         lines.append(line)
     shared = [_dict(a) for a in _list(ev.get("shared_attributes"))]
     if shared:
@@ -159,8 +204,12 @@ def _evidence_lines(change: Mapping[str, Any]) -> list[str]:
         lines.append("• *shared by members*: " + "; ".join(parts) + more)
     harvest = _dict(ev.get("harvest"))
     if harvest:
+        # A running total over the campaign's life, not this window's amount: say so, and
+        # since when (the campaign's founding time, when the detector recorded it).
+        founded = base.get("founded_ts")
+        since = f" (since {_utc(founded)} UTC)" if founded is not None else ""
         lines.append(
-            "• *harvest in the window*: "
+            f"• *harvested since the campaign opened*{since}: "
             + fit(
                 (f"{_num(v)} {esc(str(k).replace('_', ' '))}" for k, v in harvest.items()),
                 ", ",
@@ -170,18 +219,74 @@ def _evidence_lines(change: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _duration(seconds: Any) -> str:
+    """``3d 4h``, ``2h 05m``, ``7m``: how long an alert has been open.
+
+    >>> _duration(93784), _duration(7500), _duration(59), _duration("x")
+    ('1d 2h', '2h 05m', '0m', '?')
+    """
+    try:
+        s = max(0, int(float(seconds)))
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    if d:
+        return f"{d}d {h}h"
+    return f"{h}h {rem // 60:02d}m" if h else f"{rem // 60}m"
+
+
+def _open_since(c: Mapping[str, Any], resolved: bool) -> str:
+    """When the alert opened (``opened_ts``) and for how long, up to this change's time."""
+    opened = c.get("opened_ts")
+    if opened is None:
+        return ""
+    span = _duration(_float(c.get("ts"), _float(opened)) - _float(opened))
+    verb = "was open" if resolved else "open for"
+    return f"*Open since (UTC)*\n{_utc(opened)} ({verb} {span})"
+
+
+def _account_facts(c: Mapping[str, Any]) -> str:
+    """Org, tier and account age of an account alert, those the record carries."""
+    ev = _dict(c.get("evidence"))
+    feats, profile = _dict(ev.get("features")), _dict(ev.get("profile"))
+    parts = []
+    org = c.get("org_id") or ev.get("org_id")
+    if org:
+        parts.append(f"org {code(org, 64)}")
+    tier = c.get("tier") or ev.get("tier")
+    if tier:
+        parts.append(f"tier {code(tier, 32)}")
+    age = feats.get("account_age_days")
+    if not isinstance(age, int | float) or not math.isfinite(age):
+        age = profile.get("account_age_days")
+    if isinstance(age, int | float) and math.isfinite(age):
+        parts.append(f"age {_num(age)} days")
+    return ("*Account*\n" + ", ".join(parts)) if parts else ""
+
+
+def _float(v: Any, default: float = 0.0) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return f if math.isfinite(f) else default
+
+
 def render(
     alerts: Mapping[str, Envelope],
     open_detectors: set[str],
     *,
     folded_accounts: int = 0,
+    console_url: str | None = None,
 ) -> dict[str, Any]:
     """The chat payload (``text`` fallback + ``blocks``) for one entity's alerts.
 
     ``alerts`` maps detector to its latest envelope; ``open_detectors`` are those still open
     (none = the group is resolved); ``folded_accounts`` counts member accounts whose own
-    alerts were folded into this cluster message. Every block stays within Slack's limits
-    whatever the alert holds (see the module docstring).
+    alerts were folded into this cluster message; ``console_url`` is ``console.public_url``,
+    the base of the link to each alert's console page (none when unset). Every block stays
+    within Slack's limits whatever the alert holds (see the module docstring).
     """
     envs = list(alerts.values())
     live = [e for e in envs if e.detector in open_detectors] or envs
@@ -206,6 +311,10 @@ def render(
     ]
     if etype == "cluster":
         fields.insert(3, f"*Members*\n{_num(_int(c.get('member_count')))}")
+    else:
+        fields.append(_account_facts(c))
+    fields.insert(2, _open_since(c, resolved))
+    fields = [f for f in fields if f]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
@@ -223,8 +332,13 @@ def render(
         if folded_accounts:
             ctx += f" · {folded_accounts:,} member account alert(s) folded into this message"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ctx}]})
-    links = [link(e.runbook_url, f"Runbook: {plain(e.detector, 64)}") for e in envs]
+    # No runbook base configured: no runbook link (a relative path is not clickable).
+    links = [link(e.runbook_url, f"Runbook: {plain(e.detector, 64)}") for e in envs
+             if e.runbook_url]
     links.insert(0, link(top.dashboard_url, "Grafana dashboard"))
+    page = console_link(console_url, top.alert_id)
+    if page:
+        links.insert(0, link(page, "Open in the console"))
     ids = fit((code(e.alert_id) for e in envs), ", ", _TEXT_MAX)
     blocks.append(
         {

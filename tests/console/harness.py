@@ -40,6 +40,7 @@ class ConsoleProcess:
             "DISTILLWATCH_WORKER__DATA_DIR": str(data_dir or tmp / "data"),
             "DISTILLWATCH_STORE__URL": f"sqlite:///{tmp / 'console-store.db'}",
             "DISTILLWATCH_CONSOLE__SESSION_SECRET": "console-test-session-secret-0123",
+            "DISTILLWATCH_SINKS__RUNBOOK_URL": "https://runbooks.example/docs/detectors.md",
             **env,
         }
         self.proc = subprocess.Popen(

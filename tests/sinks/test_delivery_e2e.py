@@ -70,6 +70,7 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
             **env,
             DISTILLWATCH_SINKS__SLACK_BOT_TOKEN=TOKEN,
             DISTILLWATCH_SINKS__SLACK_CHANNEL="C-e2e",
+            DISTILLWATCH_SINKS__RUNBOOK_URL="https://runbooks.example/docs/detectors.md",
             DISTILLWATCH_SINKS__SLACK_API_URL=f"{slack.base}/api",
             DISTILLWATCH_SINKS__SLACK_MIN_INTERVAL_S="0.1",
             DISTILLWATCH_SINKS__WEBHOOK_URLS=f"{hook.base}/hooks/distillwatch-S3CRET-path",

@@ -6,6 +6,12 @@ import asyncio
 import logging
 import re
 
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from streams.config import ConsoleConfig, SinksConfig
+from streams.delivery import build_dispatcher
 from tests.sinks.helpers import Harness, change
 from tests.sinks.receivers import SlackReceiver, validate_block_kit
 
@@ -58,8 +64,9 @@ def test_webhook_mode_groups_escalates_and_honours_429(tmp_path, caplog):
     assert min(gaps) >= 0.04
     # Members count, runbook and dashboard links are in the message.
     body = str(slack.posts[0]["blocks"])
-    assert "*Members*\\n40" in body and "Runbook: template_cluster" in body
-    assert "docs/detectors.md#template_cluster" in body and "Grafana dashboard" in body
+    assert "*Members*\\n40" in body and "Grafana dashboard" in body
+    # No sinks.runbook_url: no runbook link at all, never the old relative text.
+    assert "Runbook" not in body and "docs/detectors.md" not in body
     assert "s3cr3tW3bh00kPart" not in caplog.text
 
 
@@ -270,3 +277,96 @@ def test_huge_id_and_10000_member_campaign_reach_slack_within_limits(tmp_path):
     for p in slack.posts + slack.updates:
         assert validate_block_kit(p) is None
         assert len(p["text"]) <= 4000
+
+
+def _first_post(tmp_path, changes, **sinks) -> dict:  # type: ignore[no-untyped-def]
+    slack = SlackReceiver().start()
+    try:
+        h = Harness(tmp_path, slack_webhook_url=slack.base + "/services/x", **sinks)
+        asyncio.run(h.run(changes))
+    finally:
+        slack.stop()
+    assert slack.invalid == [] and slack.posts, slack.invalid
+    return slack.posts[0]
+
+
+def _fields(post: dict) -> dict[str, str]:
+    """Section fields by their bold title: ``{"Open since (UTC)": "2001-09-09 ..."}``."""
+    out = {}
+    for f in post["blocks"][1]["fields"]:
+        title, _, value = f["text"].partition("\n")
+        out[title.strip("*")] = value
+    return out
+
+
+def test_campaign_harvest_is_a_running_total_since_the_campaign_opened(tmp_path):
+    founded = 1_000_000.0 - 3 * 3600
+    ev = {"baseline": {"founded_ts": founded, "expected_suspicious_members": 0},
+          "harvest": {"requests": 52_000, "output_tokens": 41_000_000},
+          "signals": [{"signal": "suspicious_members", "score": 9.0}]}
+    post = _first_post(tmp_path, [change(
+        "campaign-1", entity_type="cluster", detector="campaign_cluster", members=MEMBERS,
+        evidence=ev, opened_ts=founded + 600)])
+    text = str(post["blocks"])
+    assert "in the window" not in text  # the old, wrong wording
+    assert "harvested since the campaign opened* (since 1970-01-12 10:46:40 UTC)" in text
+    assert "41,000,000 output tokens" in text and "52,000 requests" in text
+    # Open since: the alert's own opening time, and how long it has been open at this change.
+    opened = _fields(post)["Open since (UTC)"]
+    assert opened.startswith("1970-01-12 10:56:40") and "(open for 2h 50m)" in opened
+
+
+def test_account_alert_shows_now_vs_typical_and_org_tier_age(tmp_path):
+    ev = {"features": {"requests": 160.0, "output_tokens": 64000.0,
+                       "account_age_days": 2.5},
+          "baseline": {"requests": 8.0, "output_tokens": 3000.0},
+          "signals": [{"signal": "output_tokens", "score": 12.0},
+                      {"signal": "requests", "score": 9.0}],
+          "tier": "free"}
+    post = _first_post(tmp_path, [change("acct-9", evidence=ev, org_id="org-acme",
+                                         opened_ts=1_000_000.0 - 420)])
+    text = str(post["blocks"])
+    # Strongest signal first, with the current value, the typical one and the ratio.
+    assert "*now vs typical*: `output_tokens` 64,000 vs 3,000 (21.3x); " in text
+    assert "`requests` 160 vs 8 (20x)" in text
+    fields = _fields(post)
+    assert fields["Account"] == "org `org-acme`, tier `free`, age 2.5 days"
+    assert fields["Open since (UTC)"].endswith("(open for 7m)")
+
+
+def test_extraction_alert_compares_with_the_tier_median(tmp_path):
+    ev = {"features": {"hourly_requests": 900.0, "account_age_days": None},
+          "baseline": {"tier_median_hourly_requests": 30.0},
+          "signals": [{"signal": "hourly_requests_vs_tier", "score": 14.0}]}
+    post = _first_post(tmp_path, [change("acct-x", detector="account_extraction",
+                                         evidence=ev)])
+    assert "`hourly requests (tier median)` 900 vs 30 (30x)" in str(post["blocks"])
+    assert "Account" not in _fields(post)  # no org, tier or age on the record: no field
+
+
+def test_console_and_runbook_links_are_absolute_and_encoded(tmp_path):
+    slack = SlackReceiver().start()
+    try:
+        h = Harness(tmp_path, slack_webhook_url=slack.base + "/services/x",
+                    runbook_url="https://runbooks.example/docs/detectors.md")
+        h.cfg = h.cfg.model_copy(
+            update={"console": ConsoleConfig(public_url="https://dw.example/console/")})
+        h.dispatcher = build_dispatcher(h.cfg, CollectorRegistry(), audit=h._audit,
+                                        dlq=h._dlq)
+        asyncio.run(h.run([change("a1", alert_id="al/../login?x=<1>|x")]))
+    finally:
+        slack.stop()
+    assert slack.invalid == []
+    links = str(slack.posts[0]["blocks"][-1]["elements"][0])
+    assert "<https://dw.example/console/alerts/al%2F..%2Flogin%3Fx%3D%3C1%3E%7Cx|Open in the " \
+           "console>" in links
+    assert "<https://runbooks.example/docs/detectors.md#account_baseline|" in links
+
+
+def test_runbook_url_must_be_absolute_http():
+    for bad in ("docs/detectors.md", "javascript:alert(1)", "//evil/x", "ftp://x/y"):
+        with pytest.raises(ValidationError):
+            SinksConfig(runbook_url=bad)
+    assert SinksConfig().runbook_url is None
+    assert SinksConfig(runbook_url="https://r.example/d.md").runbook_url == \
+        "https://r.example/d.md"

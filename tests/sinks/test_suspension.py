@@ -91,7 +91,8 @@ def test_breaker_raises_one_budget_alert(tmp_path):
     hook = WebhookReceiver(b"k").start()
     try:
         h = Harness(tmp_path, policy=LIVE, account_api_url=f"{api.base}/v1/actions",
-                    account_api_auth=AUTH, webhook_urls=f"{hook.base}/h", webhook_secret="k")
+                    account_api_auth=AUTH, webhook_urls=f"{hook.base}/h", webhook_secret="k",
+                    runbook_url="https://runbooks.example/docs/detectors.md")
         members = [f"m{i}" for i in range(5)]
         changes = [
             change("tmpl:t", entity_type="cluster", detector="template_cluster",

@@ -37,7 +37,7 @@ def test_signed_bodies_verify_and_replays_are_rejected(tmp_path):
         assert [b["alert"]["entity_id"] for b in rx.accepted] == ["a0", "a1", "a2"]
         body = rx.accepted[0]
         assert body["alert"] == changes[0]  # the change itself travels unchanged
-        assert body["runbook_url"] == "docs/detectors.md#account_baseline"
+        assert body["runbook_url"] is None  # sinks.runbook_url unset: no (relative) link
         assert body["dashboard_url"].startswith("http://localhost:3000/d/")
         assert body["severity"] == "warning" and body["agreeing_detectors"] == ["account_baseline"]
 
