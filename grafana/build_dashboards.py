@@ -26,13 +26,17 @@ from typing import Any
 from grafana_foundation_sdk.builders import common, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import GraphGradientMode
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
+    DashboardLinkType,
     DataSourceRef,
     DataTransformerConfig,
     DynamicConfigValue,
     Threshold,
     ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
     VariableOption,
     VariableRefresh,
 )
@@ -43,6 +47,15 @@ SEL = 'job="distillwatch", instance=~"$instance"'
 RATE = "$__rate_interval"
 TOP_K = 10
 
+# Severity is drawn in the same fixed colours everywhere (never the palette's first colour,
+# which is green): the numeric metric distillwatch_top_entity_severity (0, 1, 2) and the
+# `severity` label value map to the same text and colour.
+SEVERITIES = (("info", "blue"), ("warning", "orange"), ("critical", "red"))
+# Where people open the console (console.public_url). The dashboards read it from the
+# `console_url` variable (a text box; `?var-console_url=` in a link works too), whose default
+# is this constant: set it to your deployment's URL and regenerate (grafana/README.md).
+CONSOLE_URL = "http://127.0.0.1:8088"
+
 # ---------------------------------------------------------------------------------- helpers
 
 
@@ -51,6 +64,52 @@ def q(expr: str, legend: str = "__auto", *, instant: bool = False, ref: str = "A
     if instant:
         d = d.instant().format("table")
     return d
+
+
+def severity_mappings(*, numeric: bool) -> list[Any]:
+    """Value mappings: severity as its word in its colour, from the number (0, 1, 2) or from
+    the label text."""
+    return [ValueMap(options={
+        (str(i) if numeric else name): ValueMappingResult(text=name, color=color, index=i)
+        for i, (name, color) in enumerate(SEVERITIES)
+    })]
+
+
+def severity_thresholds() -> Any:
+    """Steps for the numeric severity: below 1 info (blue), 1 warning, 2 critical."""
+    return (
+        gd.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=None if i == 0 else float(i), color=color)
+                for i, (_, color) in enumerate(SEVERITIES)])
+    )
+
+
+def by_severity(p: Any) -> Any:
+    """A panel with one series per `severity` label: each series in its fixed colour."""
+    for name, color in SEVERITIES:
+        p = p.override_by_name(name, [DynamicConfigValue(
+            id_val="color", value={"mode": "fixed", "fixedColor": color})])
+    return p
+
+
+def severity_panel(p: Any) -> Any:
+    """A stat or time series of the numeric severity: words and fixed colours, not 0..2."""
+    p = p.mappings(severity_mappings(numeric=True)).thresholds(severity_thresholds())
+    p = p.color_scheme(gd.FieldColor().mode("thresholds"))
+    if isinstance(p, stat.Panel):
+        return p.color_mode("background")
+    # The line takes each point's threshold colour (without "scheme" it is one colour).
+    return p.gradient_mode(GraphGradientMode.SCHEME)
+
+
+def console_alert_link() -> Any:
+    """Data link of an alert id cell: the console's page of that alert."""
+    return (
+        gd.DashboardLink("Open the alert in the console")
+        .url("${console_url}/alerts/${__value.raw}")
+        .target_blank(True)
+    )
 
 
 def ts(title: str, desc: str, unit: str, *queries: Any, w: int = 12, h: int = 8) -> Any:
@@ -130,6 +189,14 @@ def ranking_table(entity_type: str, title: str, desc: str, *, w: int = 24, h: in
             options={"conversions": [{"targetField": "rank", "destinationType": "number"}]},
         )
     )
+    # Severity in its word and colour; the alert id opens the alert's console page.
+    p = p.override_by_name("Severity", [
+        DynamicConfigValue(id_val="mappings", value=severity_mappings(numeric=False)),
+        DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"}),
+    ])
+    p = p.override_by_name("Alert id (Slack / alerts topic)", [
+        DynamicConfigValue(id_val="links", value=[console_alert_link().build()]),
+    ])
     return p.sort_by([common.TableSortByFieldState().display_name("Rank").desc(False)])
 
 
@@ -148,6 +215,32 @@ def base(uid: str, title: str, desc: str, tags: list[str]) -> Any:
             gd.DatasourceVariable("datasource").label("Prometheus").type("prometheus")
         )
         .with_variable(
+            gd.TextBoxVariable("console_url")
+            .label("Console URL")
+            .description("console.public_url: where alert ids and the Console link lead")
+            .default_value(CONSOLE_URL)
+            .current(VariableOption(text=CONSOLE_URL, value=CONSOLE_URL, selected=True))
+        )
+        # Every distillwatch dashboard, same time range and variables; and the console.
+        .link(
+            gd.DashboardLink("distillwatch")
+            .type(DashboardLinkType.DASHBOARDS)
+            .tags(["distillwatch"])
+            .as_dropdown(False)
+            .keep_time(True)
+            .include_vars(True)
+        )
+        .link(
+            gd.DashboardLink("Console")
+            .type(DashboardLinkType.LINK)
+            .url("${console_url}/")
+            .icon("external link")
+            .tooltip("The alert queue of the web console (distillwatch console)")
+            .target_blank(True)
+        )
+        # Alert opens as annotations on every time series, one colour per severity.
+        .annotations([alert_opens(name, color) for name, color in reversed(SEVERITIES)])
+        .with_variable(
             gd.QueryVariable("instance")
             .label("Worker")
             .datasource(DS)
@@ -159,6 +252,28 @@ def base(uid: str, title: str, desc: str, tags: list[str]) -> Any:
             .current(VariableOption(text="All", value="$__all", selected=True))
         )
     )
+
+
+def alert_opens(severity: str, color: str) -> Any:
+    """Annotation: the times alerts of ``severity`` opened (from the alerts counter)."""
+    return (
+        gd.AnnotationQuery()
+        .name(f"Alert opens: {severity}")
+        .datasource(DS)
+        .enable(severity != "info")
+        .icon_color(color)
+        .expr(f'sum by (detector) (increase(distillwatch_alerts_total{{{SEL}, '
+              f'state="opened", severity="{severity}"}}[1m])) > 0')
+    )
+
+
+# What the SDK's AnnotationQuery has no setter for: Prometheus annotation options.
+ANNOTATION_EXTRAS = {
+    "step": "1m",
+    "titleFormat": "{{detector}}",
+    "textFormat": "alert opened; the alert id is in the console queue and in Slack",
+    "useValueForTime": False,
+}
 
 
 def rank_variable() -> Any:
@@ -229,12 +344,12 @@ def overview() -> Any:
             "on the alerts topic for the members and evidence.",
             h=7,
         ))
-        .with_panel(ts(
+        .with_panel(by_severity(ts(
             "Open alerts by severity",
             "Alerts open now, all detectors.",
             "none",
             q(f"sum by (severity) (distillwatch_alerts_open{{{SEL}}})", "{{severity}}"),
-        ))
+        )))
         .with_panel(ts(
             "Alerts opened by detector",
             "New alerts per second (opened state changes).",
@@ -366,13 +481,13 @@ def entity_dashboard(entity_type: str) -> Any:
             f"Worst open {noun}s (top {TOP_K})",
             "Ranked by severity, then score over threshold.",
         ))
-        .with_panel(ts(
+        .with_panel(by_severity(ts(
             f"Open {noun}s by severity",
             f"{noun.capitalize()}s with an open alert.",
             "none",
             q(f"sum by (severity) (distillwatch_flagged_entities{f})", "{{severity}}"),
             w=8,
-        ))
+        )))
         .with_panel(ts(
             "Score / threshold by rank",
             "How far over its threshold each rank is. Ranks re-sort at every scrape.",
@@ -407,12 +522,12 @@ def entity_dashboard(entity_type: str) -> Any:
               instant=True),
         ))
         .with_panel(st(
-            "Members" if is_cluster else "Severity",
-            "Member accounts now." if is_cluster else "0 info, 1 warning, 2 critical.",
-            "none",
-            q(f"max(distillwatch_top_entity_members{fr})" if is_cluster
-              else f"max(distillwatch_top_entity_severity{fr})", instant=True),
-        ))
+            "Members", "Member accounts now.", "none",
+            q(f"max(distillwatch_top_entity_members{fr})", instant=True),
+        ) if is_cluster else severity_panel(st(
+            "Severity", "This rank's severity now.", "none",
+            q(f"max(distillwatch_top_entity_severity{fr})", instant=True),
+        )))
         .with_panel(st(
             "Output tokens harvested",
             "Output tokens in the flagged windows (clusters: since the campaign was founded).",
@@ -428,13 +543,12 @@ def entity_dashboard(entity_type: str) -> Any:
             w=8,
         ))
         .with_panel(ts(
-            "Members" if is_cluster else "Severity",
-            "Member accounts over time." if is_cluster else "0 info, 1 warning, 2 critical.",
-            "none",
-            q(f"max(distillwatch_top_entity_members{fr})" if is_cluster
-              else f"max(distillwatch_top_entity_severity{fr})", "rank $rank"),
-            w=8,
-        ))
+            "Members", "Member accounts over time.", "none",
+            q(f"max(distillwatch_top_entity_members{fr})", "rank $rank"), w=8,
+        ) if is_cluster else severity_panel(ts(
+            "Severity", "This rank's severity over time (axis: 0 info, 1 warning, 2 critical).",
+            "none", q(f"max(distillwatch_top_entity_severity{fr})", "rank $rank"), w=8,
+        )))
         .with_panel(ts(
             "Harvest",
             "Output tokens harvested by this rank, and by all open " + noun + "s.",
@@ -611,8 +725,12 @@ def render() -> dict[str, str]:
     for name, build in DASHBOARDS.items():
         model = build().build()
         text = JSONEncoder(sort_keys=True, indent=2).encode(model)
+        doc = json.loads(text)
+        for a in doc.get("annotations", {}).get("list", []):
+            if "expr" in a:
+                a.update(ANNOTATION_EXTRAS)
         # Round-trip through json for a stable, plain layout.
-        out[f"{name}.json"] = json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+        out[f"{name}.json"] = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     return out
 
 

@@ -72,6 +72,11 @@ def dashboard_exprs(path: Path) -> list[Expr]:
         m = re.fullmatch(r"label_values\((.*),\s*\w+\)", query)
         expr = m.group(1) if m else query
         out.append(Expr(src, f"variable {v['name']}", query, substitute(expr)))
+    # Annotation queries (alert opens) run like panel queries, but may be empty: not "dashboard:".
+    for a in d.get("annotations", {}).get("list", []):
+        if a.get("expr"):
+            out.append(Expr(f"annotations:{d['uid']}", f"annotation {a['name']}", a["expr"],
+                            substitute(a["expr"])))
     return out
 
 

@@ -144,3 +144,99 @@ def test_rules_have_runbooks_that_exist():
                 anchor = r["annotations"]["runbook_url"].split("#", 1)[1]
                 # GitHub-style anchors: the heading text lower-cased.
                 assert f"### {anchor}" in oncall, f"{r['alert']}: no '### {anchor}' in oncall.md"
+
+
+# ----------------------------------------------------------- severity, links, annotations
+
+SEVERITY_COLOURS = {"info": "blue", "warning": "orange", "critical": "red"}
+
+
+def _dashboards() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in DASHBOARDS}
+
+
+def _all_panels(d: dict) -> list[dict]:
+    return [p for p in d["panels"] if p.get("type") != "row"]
+
+
+def _mapping(m: list[dict]) -> dict[str, tuple[str, str]]:
+    [vm] = [x for x in m if x["type"] == "value"]
+    return {k: (v["text"], v["color"]) for k, v in vm["options"].items()}
+
+
+def test_numeric_severity_is_shown_as_words_in_fixed_colours():
+    """distillwatch_top_entity_severity is 0/1/2: every panel that draws it maps the number to
+    its word and colour, and its thresholds colour it the same (never the default green)."""
+    found = 0
+    for d in _dashboards().values():
+        for p in _all_panels(d):
+            if not any("top_entity_severity" in t["expr"] for t in p.get("targets", [])):
+                continue
+            found += 1
+            fd = p["fieldConfig"]["defaults"]
+            assert _mapping(fd["mappings"]) == {
+                "0": ("info", "blue"), "1": ("warning", "orange"), "2": ("critical", "red")
+            }, p["title"]
+            assert fd["color"]["mode"] == "thresholds", p["title"]
+            steps = [(s["value"], s["color"]) for s in fd["thresholds"]["steps"]]
+            assert steps == [(None, "blue"), (1.0, "orange"), (2.0, "red")], p["title"]
+            assert "green" not in json.dumps(fd), p["title"]
+    assert found >= 2  # the accounts dashboard's severity stat and time series
+
+
+def test_series_and_cells_by_severity_label_have_fixed_colours():
+    """A panel with one series per `severity` label colours each series by name; the ranking
+    tables show the Severity column as coloured text."""
+    series = tables = 0
+    for d in _dashboards().values():
+        for p in _all_panels(d):
+            exprs = " ".join(t["expr"] for t in p.get("targets", []))
+            overrides = {o["matcher"]["options"]: o["properties"]
+                         for o in p.get("fieldConfig", {}).get("overrides", [])
+                         if o["matcher"]["id"] == "byName"}
+            if p["type"] == "timeseries" and "sum by (severity)" in exprs:
+                series += 1
+                for name, colour in SEVERITY_COLOURS.items():
+                    [prop] = overrides[name]
+                    assert prop == {"id": "color",
+                                    "value": {"mode": "fixed", "fixedColor": colour}}, p["title"]
+            if p["type"] == "table" and "Severity" in overrides:
+                tables += 1
+                props = {x["id"]: x["value"] for x in overrides["Severity"]}
+                assert _mapping(props["mappings"]) == {
+                    k: (k, c) for k, c in SEVERITY_COLOURS.items()}
+                assert props["custom.cellOptions"] == {"type": "color-text"}
+    assert series >= 3 and tables >= 3
+
+
+def test_dashboards_link_each_other_and_the_console():
+    ds = _dashboards()
+    uids = {d["uid"] for d in ds.values()}
+    for name, d in ds.items():
+        assert "distillwatch" in d["tags"], name  # what the tag link lists
+        links = {link["type"]: link for link in d["links"]}
+        assert links["dashboards"]["tags"] == ["distillwatch"], name
+        assert links["dashboards"]["keepTime"] and links["dashboards"]["includeVars"], name
+        assert links["link"]["url"] == "${console_url}/", name
+        [var] = [v for v in d["templating"]["list"] if v["name"] == "console_url"]
+        assert var["type"] == "textbox" and var["query"].startswith("http"), name
+    assert len(uids) == 4
+    # Alert ids in the ranking tables open the alert's console page (the console's route).
+    for name in ("overview", "campaigns", "accounts"):
+        text = json.dumps(ds[name])
+        assert "${console_url}/alerts/${__value.raw}" in text, name
+
+
+def test_alert_opens_are_annotated_from_the_alerts_counter():
+    families = _families()
+    assert families.get("distillwatch_alerts_total") == "counter"
+    for name, d in _dashboards().items():
+        anns = {a["name"]: a for a in d["annotations"]["list"] if "expr" in a}
+        assert set(anns) == {f"Alert opens: {s}" for s in SEVERITY_COLOURS}, name
+        for sev, colour in SEVERITY_COLOURS.items():
+            a = anns[f"Alert opens: {sev}"]
+            assert a["iconColor"] == colour and a["datasource"]["type"] == "prometheus"
+            assert "increase(distillwatch_alerts_total{" in a["expr"], a["expr"]
+            assert 'state="opened"' in a["expr"] and f'severity="{sev}"' in a["expr"]
+            assert a["enable"] is (sev != "info")
+            assert a["titleFormat"] == "{{detector}}" and a["step"] == "1m"
