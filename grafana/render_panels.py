@@ -27,6 +27,58 @@ VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m", "$inst
         "$rank": "1"}
 COLORS = ["#7eb26d", "#eab839", "#6ed0e0", "#ef843c", "#e24d42", "#1f78c1", "#ba43a9"]
 W, H, PAD_L, PAD_B, PAD_T = 560, 240, 60, 28, 30
+# Grafana's named colours (the ones the dashboards use for severity) as it draws them.
+NAMED = {"red": "#f2495c", "orange": "#ff9830", "blue": "#5794f2", "green": "#73bf69"}
+
+
+def _colour(name: str) -> str:
+    return NAMED.get(name, name)
+
+
+def _fixed_colours(panel: dict[str, Any]) -> dict[str, str]:
+    """Series name → colour, from the panel's by-name overrides with a fixed colour."""
+    out = {}
+    for o in panel.get("fieldConfig", {}).get("overrides", []):
+        if o["matcher"]["id"] != "byName":
+            continue
+        for prop in o["properties"]:
+            if prop["id"] == "color" and prop["value"].get("mode") == "fixed":
+                out[o["matcher"]["options"]] = _colour(prop["value"]["fixedColor"])
+    return out
+
+
+def _mapped(mappings: list[dict[str, Any]], value: str) -> tuple[str, str] | None:
+    """(text, colour) of a value mapping that matches ``value``, as Grafana shows it."""
+    for m in mappings:
+        if m.get("type") != "value":
+            continue
+        for key, r in m.get("options", {}).items():
+            try:
+                hit = key == value or float(key) == float(value)
+            except ValueError:
+                hit = False
+            if hit:
+                return r.get("text") or value, _colour(r.get("color") or "#d8d9da")
+    return None
+
+
+def _threshold_colour(panel: dict[str, Any], v: float) -> str | None:
+    """The colour of the highest threshold step at or below ``v`` (Grafana's rule)."""
+    steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps")
+    colour = None
+    for st in steps or []:
+        if st.get("value") is None or v >= float(st["value"]):
+            colour = _colour(st["color"])
+    return colour
+
+
+def _by_name_mappings(panel: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    for o in panel.get("fieldConfig", {}).get("overrides", []):
+        if o["matcher"] == {"id": "byName", "options": name}:
+            for prop in o["properties"]:
+                if prop["id"] == "mappings":
+                    return prop["value"]  # type: ignore[no-any-return]
+    return []
 
 
 def substitute(expr: str) -> str:
@@ -106,8 +158,9 @@ def timeseries_svg(panel: dict[str, Any], base: str, start: float, end: float) -
         label = time.strftime("%H:%M:%S", time.gmtime(sec))
         body.append(f'<text x="{x(sec):.1f}" y="{PAD_T + ph + 14}" fill="#aaa" '
                     f'text-anchor="{anchor}">{label} UTC</text>')
+    fixed = _fixed_colours(panel)
     for i, (name, pts) in enumerate(series):
-        c = COLORS[i % len(COLORS)]
+        c = fixed.get(name, COLORS[i % len(COLORS)])
         path = " ".join(f"{x(ts):.1f},{y(v):.1f}" for ts, v in pts)
         body.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{path}"/>')
         if i < 3:
@@ -124,11 +177,18 @@ def stat_svg(panel: dict[str, Any], base: str, end: float) -> str:
     t = panel["targets"][0]
     res = _get(base, "/api/v1/query", query=substitute(t["expr"]), time=end)
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+    colour = NAMED["green"]
     if panel.get("options", {}).get("textMode") == "name":
         text = ", ".join(_legend(t.get("legendFormat", ""), r["metric"]) for r in res)
     else:
         text = _fmt(float(res[0]["value"][1]), unit) if res else "No data"
-    return _frame(panel["title"], f'<text x="{W / 2}" y="{H / 2 + 14}" fill="#73bf69" '
+        hit = _mapped(panel.get("fieldConfig", {}).get("defaults", {}).get("mappings", []),
+                      res[0]["value"][1]) if res else None
+        if hit:
+            text, colour = hit
+        elif res:
+            colour = _threshold_colour(panel, float(res[0]["value"][1])) or colour
+    return _frame(panel["title"], f'<text x="{W / 2}" y="{H / 2 + 14}" fill="{colour}" '
                   f'font-size="{40 if len(text) < 14 else 16}" text-anchor="middle">'
                   f"{html.escape(text)}</text>")
 
@@ -149,11 +209,15 @@ def table_svg(panel: dict[str, Any], base: str, end: float) -> str:
     xs = [8, 46, 206, 336, 410, 480, 550, 650]
     for i, h in enumerate(header):
         body.append(f'<text x="{xs[i]}" y="{y0}" fill="#aaa">{html.escape(h)}</text>')
+    severity = _by_name_mappings(panel, "Severity")
     for j, rank in enumerate(sorted(rows, key=lambda r: int(r) if r.isdigit() else 99)):
         row = rows[rank]
         vals = [row.get(c, "") for c in cols] + [row.get(c, "") for c in "BCDE"]
         for i, v in enumerate(vals):
-            body.append(f'<text x="{xs[i]}" y="{y0 + 18 * (j + 1)}" fill="#d8d9da">'
+            fill = "#d8d9da"
+            if i == 3 and (hit := _mapped(severity, str(v))):
+                v, fill = hit
+            body.append(f'<text x="{xs[i]}" y="{y0 + 18 * (j + 1)}" fill="{fill}">'
                         f"{html.escape(str(v)[:22])}</text>")
     return _frame(panel["title"], "".join(body), width=760)
 
