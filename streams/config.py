@@ -8,6 +8,7 @@ Every error names the field, the value received and the expected form.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -508,6 +509,17 @@ class ConsoleConfig(_Section):
     @classmethod
     def _split(cls, v: Any) -> Any:
         return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
+
+    @field_validator("users", mode="before")
+    @classmethod
+    def _users_json(cls, v: Any) -> Any:
+        # From the environment (a Kubernetes Secret key): a JSON array of user tables.
+        if isinstance(v, str):
+            try:
+                return json.loads(v)
+            except ValueError:
+                raise ValueError("expected a JSON array of {name, role, password_hash}") from None
+        return v
 
 
 class Config(_Section):
