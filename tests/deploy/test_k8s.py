@@ -30,6 +30,7 @@ API_VERSIONS = {
     "Secret": "v1",
     "Service": "v1",
     "StatefulSet": "apps/v1",
+    "Deployment": "apps/v1",
     "PodDisruptionBudget": "policy/v1",
     "ServiceMonitor": "monitoring.coreos.com/v1",
 }
@@ -37,13 +38,16 @@ API_VERSIONS = {
 
 @pytest.fixture(scope="module")
 def objects() -> dict[str, dict[str, Any]]:
-    """Every object of the kustomization, by kind (one object per kind here)."""
+    """Every object of the kustomization, by kind; a second object of a kind (the console's
+    Service) as ``Kind/name``."""
     kustomization = load_yaml(K8S / "kustomization.yaml")
     out: dict[str, dict[str, Any]] = {}
     for name in kustomization["resources"]:
         for doc in load_yaml_all(K8S / name):
-            assert doc["kind"] not in out, f"second {doc['kind']} in {name}"
-            out[doc["kind"]] = doc
+            key = doc["kind"] if doc["kind"] not in out else (
+                f"{doc['kind']}/{doc['metadata']['name']}")
+            assert key not in out, f"second {key} in {name}"
+            out[key] = doc
     return out
 
 
@@ -77,6 +81,13 @@ def _env(container: dict[str, Any], secrets: bool = False) -> dict[str, str]:
         elif secrets:
             out[e["name"]] = _secret_value(e["valueFrom"]["secretKeyRef"]["key"])
     return out
+
+
+# Read only by the console pod (console.yaml), not by the workers.
+CONSOLE_SECRETS = {"DISTILLWATCH_CONSOLE__SESSION_SECRET"}
+# Not SecretStr fields, but they hold credentials: the store URL has the database password,
+# the users list the password hashes. The console pod takes them from the Secret too.
+CONSOLE_CREDENTIALS = {"DISTILLWATCH_STORE__URL", "DISTILLWATCH_CONSOLE__USERS"}
 
 
 def _secret_fields() -> set[str]:
@@ -129,9 +140,9 @@ def test_every_manifest_is_in_the_kustomization() -> None:
 
 
 def test_objects_are_well_formed(objects: dict[str, dict[str, Any]]) -> None:
-    assert set(objects) == set(API_VERSIONS)
-    for kind, obj in objects.items():
-        assert obj["apiVersion"] == API_VERSIONS[kind]
+    assert {o["kind"] for o in objects.values()} == set(API_VERSIONS)
+    for obj in objects.values():
+        assert obj["apiVersion"] == API_VERSIONS[obj["kind"]]
         name = obj["metadata"]["name"]
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 63
 
@@ -225,7 +236,7 @@ def test_secret_keys_are_config_fields(
             assert e["name"] == e["valueFrom"]["secretKeyRef"]["key"]
     # Every credential field can be set from the Secret, and nothing else comes from it
     # (a non-secret there would be hidden from reviewers for no reason).
-    assert from_secret == _secret_fields()
+    assert from_secret == _secret_fields() - CONSOLE_SECRETS
 
 
 def test_config_validates_with_every_secret_set(
@@ -234,7 +245,7 @@ def test_config_validates_with_every_secret_set(
 ) -> None:
     toml = _config_file(objects, pod, worker, tmp_path)
     cfg = config_for(_env(worker, secrets=True), toml)
-    for name in _secret_fields():
+    for name in _secret_fields() - CONSOLE_SECRETS:
         section, field = name.removeprefix("DISTILLWATCH_").lower().split("__")
         assert getattr(getattr(cfg, section), field), f"{name} did not reach the config"
     # Masked when the effective config is printed.
@@ -312,3 +323,121 @@ def test_files_named_by_the_config_come_from_the_configmap(
             out.write_text(text)
             assert load_policy(out).dry_run is True
             assert text == (DEPLOY / "policy.example.toml").read_text()
+
+
+# ------------------------------------------------------------------ store and console pod
+
+
+@pytest.fixture(scope="module")
+def console_pod(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return objects["Deployment"]["spec"]["template"]
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    (c,) = [c for c in pod["spec"]["containers"] if c["name"] == name]
+    return c
+
+
+def _console_secret_env(container: dict[str, Any]) -> dict[str, str]:
+    """Secret-backed variables with plausible values (what a filled-in Secret gives)."""
+    values = {
+        "DISTILLWATCH_STORE__URL": "postgresql://distillwatch:pw@postgres.db.svc/distillwatch",
+        "DISTILLWATCH_CONSOLE__USERS": '[{"name": "alice", "role": "approver", '
+                                       '"password_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA"}]',
+    }
+    out = _env(container)
+    for e in container["env"]:
+        if "valueFrom" in e:
+            key = e["valueFrom"]["secretKeyRef"]["key"]
+            out[e["name"]] = values.get(key, _secret_value(key))
+    return out
+
+
+def test_console_pod_runs_the_store_and_the_console(console_pod: dict[str, Any]) -> None:
+    store, console = _container(console_pod, "store"), _container(console_pod, "console")
+    assert store["args"] == ["store"]
+    # The store container consumes; a second consumer in the console would be redundant.
+    assert console["args"] == ["console", "--no-store"]
+    assert console_pod["metadata"]["labels"]["app.kubernetes.io/component"] == "console"
+
+
+def test_console_config_validates_and_uses_postgresql(
+    objects: dict[str, dict[str, Any]], console_pod: dict[str, Any], tmp_path: Path,
+) -> None:
+    for name in ("store", "console"):
+        c = _container(console_pod, name)
+        assert unknown_env(_env(c)) == [], name
+        toml = _config_file(objects, console_pod, c, tmp_path)
+        cfg = config_for(_console_secret_env(c), toml)
+        assert cfg.store.url and cfg.store.url.startswith("postgresql://"), name
+        assert cfg.worker.record_secret is not None, f"{name}: would reject every record"
+        assert cfg.console.session_secret is not None
+        assert [u.role for u in cfg.console.users] == ["approver"]
+        assert "pw@" not in str(cfg.masked()) and "s3cr3t" not in str(cfg.masked())
+        # Without the Secret's values the console would start on SQLite in an emptyDir and
+        # a random record key: the store URL and the record key are required, not optional.
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+        for required in ("DISTILLWATCH_STORE__URL", "DISTILLWATCH_WORKER__RECORD_SECRET",
+                         "DISTILLWATCH_CONSOLE__SESSION_SECRET"):
+            assert refs[required].get("optional") is not True, (name, required)
+
+
+def test_console_credentials_come_only_from_the_secret(
+    objects: dict[str, dict[str, Any]], console_pod: dict[str, Any],
+) -> None:
+    secret = objects["Secret"]["metadata"]["name"]
+    for c in console_pod["spec"]["containers"]:
+        plain = {e["name"] for e in c["env"] if "value" in e}
+        from_secret = {e["name"] for e in c["env"] if "valueFrom" in e}
+        assert not plain & (_secret_fields() | CONSOLE_CREDENTIALS), c["name"]
+        assert from_secret >= CONSOLE_SECRETS | CONSOLE_CREDENTIALS, c["name"]
+        for e in c["env"]:
+            if "valueFrom" in e:
+                ref = e["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret and ref["key"] == e["name"]
+    # The Secret's comment documents every key the console pod reads.
+    text = (K8S / "secret.yaml").read_text()
+    for key in CONSOLE_SECRETS | CONSOLE_CREDENTIALS:
+        assert key in text
+
+
+def test_console_service_is_cluster_internal_and_reaches_the_console(
+    objects: dict[str, dict[str, Any]], console_pod: dict[str, Any], tmp_path: Path,
+) -> None:
+    svc = objects["Service/distillwatch-console"]
+    assert svc["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert "externalIPs" not in svc["spec"] and "nodePort" not in str(svc)
+    labels = console_pod["metadata"]["labels"]
+    assert _matches(svc["spec"]["selector"], labels)
+    assert _matches(objects["Deployment"]["spec"]["selector"]["matchLabels"], labels)
+    # The worker Service, PDB and ServiceMonitor do not pick up the console pod.
+    assert not _matches(objects["Service"]["spec"]["selector"], labels)
+    assert not _matches(objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+                        labels)
+    console = _container(console_pod, "console")
+    cfg = config_for(_console_secret_env(console),
+                     _config_file(objects, console_pod, console, tmp_path))
+    ports = {p["name"]: p["containerPort"] for p in console["ports"]}
+    assert ports["http"] == cfg.console.port
+    (sp,) = svc["spec"]["ports"]
+    assert ports.get(sp["targetPort"], sp["targetPort"]) == cfg.console.port
+    # Reachable by the Service inside the pod network (the Service is what stays internal).
+    assert cfg.console.host == "0.0.0.0"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert console[probe]["httpGet"]["path"] == "/healthz"
+    # Slack links the console's pages: public_url is an absolute https URL.
+    assert cfg.console.public_url and cfg.console.public_url.startswith("https://")
+
+
+def test_console_pod_is_locked_down_like_the_workers(console_pod: dict[str, Any]) -> None:
+    df = Dockerfile.read(DOCKERFILE)
+    uid, _, gid = df.expand(df.final_stage("USER")[-1]).partition(":")
+    sec = console_pod["spec"]["securityContext"]
+    assert sec["runAsNonRoot"] is True
+    assert (str(sec["runAsUser"]), str(sec["fsGroup"])) == (uid, gid)
+    for c in console_pod["spec"]["containers"]:
+        csec = c["securityContext"]
+        assert csec["allowPrivilegeEscalation"] is False
+        assert csec["readOnlyRootFilesystem"] is True
+        mounted = {m["mountPath"] for m in c["volumeMounts"]}
+        assert {"/tmp", "/var/lib/distillwatch"} <= mounted, c["name"]
