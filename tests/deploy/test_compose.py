@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from tests.deploy.manifests import (
     compose_env,
     config_for,
     image_env,
+    interpolate,
     load_yaml,
     parse_port,
     parse_volume,
@@ -362,3 +364,76 @@ def test_files_named_by_the_config_are_mounted(services: dict[str, Any]) -> None
                 assert load_policy(host).dry_run is True
             checked += 1
     assert checked, "no service sets a *_file (the workers use the example policy)"
+
+
+# ------------------------------------------------------------------ store and console
+
+
+def _interpolated_config(service: dict[str, Any], **set_vars: str) -> Config:
+    """Like _service_config, with compose's ``${VAR:-default}`` resolved as compose would
+    (``set_vars`` exported, everything else at its default)."""
+    env = {}
+    for k, v in compose_env(service).items():
+        for var, value in set_vars.items():
+            v = re.sub(r"\$\{" + var + r":?-[^}]*\}", lambda _m, value=value: value, v)
+        env[k] = interpolate(v)
+    svc = {**service, "environment": env}
+    return _service_config(svc)
+
+
+USERS = '[{"name": "alice", "role": "approver", "password_hash": "scrypt$16384$8$1$c2FsdA$aA"}]'
+
+
+def test_store_and_console_services_use_postgresql(services: dict[str, Any]) -> None:
+    for name in ("postgres", "store", "console"):
+        assert name in services, f"compose has no {name!r} service"
+    store, console = services["store"], services["console"]
+    assert store["command"] == ["store"]
+    assert console["command"] == ["console", "--no-store"]  # one consumer: the store
+    pg_env = compose_env(services["postgres"])
+    for name in ("store", "console"):
+        cfg = _interpolated_config(services[name], DISTILLWATCH_CONSOLE_USERS=USERS)
+        url = urlsplit(cfg.store.url or "")
+        assert url.scheme == "postgresql" and url.hostname == "postgres", name
+        assert url.username == pg_env["POSTGRES_USER"] and url.path == "/" + pg_env["POSTGRES_DB"]
+        # The password the store uses is the one PostgreSQL was given, whatever is exported.
+        assert url.password == interpolate(pg_env["POSTGRES_PASSWORD"]), name
+        again = _interpolated_config(services[name], POSTGRES_PASSWORD="exported-pw",
+                                     DISTILLWATCH_CONSOLE_USERS=USERS)
+        assert urlsplit(again.store.url or "").password == "exported-pw", name
+        assert "exported-pw" not in str(again.masked()), name
+        # Same broker and record key as the workers, or every alert would be rejected.
+        worker = _interpolated_config(next(iter(_workers(services).values())))
+        assert cfg.broker.url == worker.broker.url
+        assert cfg.worker.record_secret and worker.worker.record_secret
+        assert (cfg.worker.record_secret.get_secret_value()
+                == worker.worker.record_secret.get_secret_value())
+        assert not any(p for p in services["postgres"].get("ports", [])), "db published"
+        deps = services[name]["depends_on"]
+        assert name != "store" or deps["postgres"]["condition"] == "service_healthy"
+
+
+def test_console_is_published_on_loopback_only_and_linked_from_slack(
+    services: dict[str, Any],
+) -> None:
+    console = services["console"]
+    cfg = _interpolated_config(console, DISTILLWATCH_CONSOLE_USERS=USERS)
+    (spec,) = console["ports"]
+    host_ip, host_port, target = parse_port(spec)
+    # Inside the container it must listen on all interfaces for the port mapping to reach
+    # it; the host side is loopback, the compose form of "bound to 127.0.0.1".
+    assert host_ip == "127.0.0.1" and target == cfg.console.port
+    assert cfg.console.host == "0.0.0.0"
+    assert [u.name for u in cfg.console.users] == ["alice"]
+    assert cfg.console.session_secret is not None
+    # The workers link Slack messages to this published console.
+    for name, svc in _workers(services).items():
+        public = urlsplit(_service_config(svc).console.public_url or "")
+        assert (public.hostname, public.port) == ("localhost", host_port), name
+    # Without exported users the config still loads (the console then says what to do).
+    assert _interpolated_config(console).console.users == ()
+    # The console decides approvals in a worker's data directory: a worker volume.
+    data = next(m for m in _mounts(console) if m.target == cfg.worker.data_dir)
+    worker_volumes = {m.source for s in _workers(services).values() for m in _mounts(s)
+                      if not m.bind}
+    assert data.source in worker_volumes

@@ -27,6 +27,7 @@ from tests.deploy.manifests import (
     compose_env,
     config_for,
     image_env,
+    interpolate,
     load_yaml,
     load_yaml_all,
 )
@@ -83,7 +84,8 @@ def test_compose_override_workers_and_topics_init_authenticate(sasl, tmp_path):
         # Every distillwatch container that talks to Kafka must get the SASL settings...
         assert name in sasl["services"], f"{name} would connect without SASL"
         over = sasl["services"][name]
-        env = {**image_env(), **compose_env(base[name]),
+        # ${VAR:-default} of the base file as compose resolves it with VAR unset.
+        env = {**image_env(), **{k: interpolate(v) for k, v in compose_env(base[name]).items()},
                **{k: _required(v) for k, v in compose_env(over).items()}}
         cfg = config_for(_with_files(env, tmp_path), EXAMPLE_CONFIG)
         _assert_sasl(cfg, "SASL_PLAINTEXT")
