@@ -411,6 +411,10 @@ def test_store_and_console_services_use_postgresql(services: dict[str, Any]) -> 
         assert not any(p for p in services["postgres"].get("ports", [])), "db published"
         deps = services[name]["depends_on"]
         assert name != "store" or deps["postgres"]["condition"] == "service_healthy"
+    # The image's HEALTHCHECK probes a worker's /metrics: neither process serves it, so each
+    # replaces it (the console with its own /healthz) or turns it off.
+    assert store["healthcheck"] == {"disable": True}
+    assert "/healthz" in str(console["healthcheck"]["test"])
 
 
 def test_console_is_published_on_loopback_only_and_linked_from_slack(
