@@ -11,7 +11,13 @@ levels jump to it, so a shift is scored high at its onset and quiet afterwards.
 
 The state is nine floats held in any mutable sequence (an ``array('d')`` slice for the
 per-account baselines, a list inside :class:`RateDetector`), so the same code serves one
-series and millions of accounts at a few dozen bytes each.
+series and millions of accounts at a few dozen bytes each. Those functions are frozen: the
+account baselines and every evaluation number depend on them.
+
+:class:`RateDetector` is the public, single-series face of that core: a River
+``AnomalyDetector`` (it passes River's estimator checks) that, when values carry a
+timestamp, also runs the core on the value minus a learned daily or weekly shape and scores
+with whichever view the series shows to predict best (``bench/univariate.py`` measures it).
 
 Examples
 --------
@@ -32,9 +38,12 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import MutableSequence
+from array import array
+from collections.abc import Iterator, MutableSequence
 from dataclasses import dataclass
 from typing import Any, Final
+
+from river.base import AnomalyDetector
 
 __all__ = [
     "OLD_LEVEL",
@@ -292,9 +301,153 @@ def _release_run(
     s[off + _RUN_N] = s[off + _RUN_SUM] = 0.0
 
 
-class RateDetector:
-    """River-style anomaly detector for one rate series: ``learn_one`` / ``score_one`` on
-    ``{"value": x}``; the score is in ``[0, 1)`` and 0 during warm-up.
+# Periods of the seasonal views, in seconds, and the modes of choosing between them.
+_DAY_S: Final = 86_400.0
+_WEEK_S: Final = 7 * _DAY_S
+_SEASONALITIES: Final = ("auto", "none", "daily", "weekly")
+# Weight of the newest clipped error in each view's running error (about 500 values).
+_ERR_ALPHA: Final = 0.002
+# A seasonal view must beat the simpler one's running error by this share to be used.
+_SEASON_MARGIN: Final = 0.15
+# ... or be at most this much less accurate but surprised (|z| >= clip_z) half as often,
+# and at least this many times fewer per value: a profile learned from a few periods is
+# noisier than the plain view, yet it stops the cycle's sharp steps from firing.
+_SURPRISE_ERR: Final = 1.5
+_SURPRISE_GAIN: Final = 0.005
+# Periods of data a seasonal view needs before it may be chosen.
+_MIN_PERIODS: Final = 2.0
+
+
+class _View:
+    """One way of reading the series: the shared core state on ``x - shape(t)``.
+
+    ``period_s == 0`` is the plain view (no shape). A seasonal view's shape, per time slot,
+    is the median over the last ``periods`` periods of the slot's mean distance from the
+    series' period-scale level ``base`` (an exponential average whose time constant is the
+    period, so it cannot follow the cycle itself and does not imprint its own wiggles on the
+    shape; measuring against the core's fast level instead would let that level absorb the
+    cycle and leave the profile only its lag). The median
+    is why an anomaly, a holiday or a shifted day does not become next week's expectation:
+    one bad period out of three or more cannot move it, and nothing has to be gated.
+    """
+
+    __slots__ = (
+        "acc_n",
+        "acc_p",
+        "acc_sum",
+        "base",
+        "err",
+        "hist",
+        "known",
+        "period_s",
+        "periods",
+        "prof",
+        "slot_s",
+        "state",
+        "surprise",
+        "t_prev",
+    )
+
+    def __init__(self, period_s: float, slot_s: float, periods: int) -> None:
+        self.period_s = period_s
+        self.slot_s = slot_s
+        self.periods = periods
+        n = round(period_s / slot_s) if period_s else 0
+        self.prof: array[float] = array("d", [0.0] * n)
+        self.known: array[float] = array("d", [0.0] * n)  # completed periods in hist
+        self.hist: array[float] = array("d", [0.0] * (n * periods))
+        self.acc_sum: array[float] = array("d", [0.0] * n)
+        self.acc_n: array[float] = array("d", [0.0] * n)
+        self.acc_p: array[float] = array("d", [-1.0] * n)
+        self.state: list[float] = [0.0] * STATE_SIZE
+        self.state[_OLD] = math.nan
+        self.err = 0.0
+        self.surprise = 0.0
+        self.base = math.nan
+        self.t_prev = math.nan
+
+    def slot(self, t: float | None) -> int:
+        if not self.period_s or t is None:
+            return -1
+        return int((t % self.period_s) // self.slot_s)
+
+    def shape(self, t: float | None) -> float:
+        slot = self.slot(t)
+        return self.prof[slot] if slot >= 0 else 0.0
+
+    def _close(self, slot: int) -> None:
+        # The slot's period is over: its mean joins the history and the median is redone.
+        k, m = int(self.known[slot]), self.periods
+        self.hist[slot * m + k % m] = self.acc_sum[slot] / self.acc_n[slot]
+        k += 1
+        self.known[slot] = k
+        vals = sorted(self.hist[slot * m : slot * m + min(k, m)])
+        h = len(vals) // 2
+        # Of two middle values take the one nearer no shape at all: with two periods seen,
+        # an anomaly in one of them must not become half the expectation.
+        lo, hi = vals[h - 1] if len(vals) % 2 == 0 else vals[h], vals[h]
+        self.prof[slot] = lo if abs(lo) < abs(hi) else hi
+        self.acc_sum[slot] = self.acc_n[slot] = 0.0
+
+    def learn(self, p: RateParams, v: float, t: float | None, plain_ok: bool) -> None:
+        y = v - self.shape(t)
+        s = self.state
+        z = rate_z(s, p, y)
+        if s[_N] >= 2:
+            # The view's one-step error, clipped like the core clips residuals so one spike
+            # cannot decide which view wins, and how often it is surprised.
+            std = _MAD_TO_STD * s[_SCALE]
+            fl = _floor(p, s[_LEVEL], s[_QUANTUM])
+            lim = p.clip_z * (std if std > fl else fl)
+            e = abs(y - s[_LEVEL])
+            self.err += _ERR_ALPHA * ((e if e < lim else lim) - self.err)
+            self.surprise += _ERR_ALPHA * ((1.0 if abs(z) >= p.clip_z else 0.0) - self.surprise)
+        slot = self.slot(t)
+        if slot >= 0 and t is not None:
+            if self.base != self.base:
+                self.base = v
+            period = t // self.period_s
+            if self.acc_p[slot] != period:
+                if self.acc_n[slot]:
+                    self._close(slot)
+                self.acc_p[slot] = period
+            d = v - self.base
+            if self.known[slot] and s[_N] >= p.grace_period:
+                # Clip what one value can add to its slot (Huber): a heavy-tailed burst
+                # would otherwise land in the shape and come back as a false alarm a period
+                # later.
+                std = _MAD_TO_STD * s[_SCALE]
+                fl = _floor(p, s[_LEVEL], s[_QUANTUM])
+                lim = p.clip_z * (std if std > fl else fl)
+                ref = self.prof[slot]
+                d = ref - lim if d < ref - lim else (ref + lim if d > ref + lim else d)
+            self.acc_sum[slot] += d
+            self.acc_n[slot] += 1.0
+            dt = t - self.t_prev if self.t_prev == self.t_prev else 0.0
+            if dt > 0.0 and (plain_ok or abs(z) < p.clip_z or s[_N] < p.grace_period):
+                # Outliers do not move the day-scale level.
+                self.base += (1.0 - math.exp(-dt / self.period_s)) * (y - self.base)
+            self.t_prev = t
+        rate_learn(s, p, y)
+
+    def z(self, p: RateParams, v: float, t: float | None) -> float:
+        return rate_z(self.state, p, v - self.shape(t))
+
+
+class RateDetector(AnomalyDetector):
+    """River anomaly detector for one rate series (``river.base.AnomalyDetector``).
+
+    ``learn_one`` / ``score_one`` take ``{value_key: x}`` and, optionally, the value's time
+    in epoch seconds under ``time_key``. The score is in ``[0, 1)``, 0 during warm-up and for
+    inputs without a finite value; it grows with the robust z of the value, so scores rank
+    anomalies (twice the surprise scores higher) rather than flag them.
+
+    Without timestamps this is the core model of the module (the exact code every account
+    baseline runs). With timestamps it also keeps a daily and a weekly view: the same core
+    run on the value minus a per-slot profile (``season_slot_s`` wide) learned online, and
+    scores with the view whose running one-step error is lowest, once that view has seen
+    two of its periods and beats the simpler view by 15 %. A series without a cycle keeps
+    the plain view; a server that is busy every weekday afternoon stops surprising it.
 
     Parameters
     ----------
@@ -323,6 +476,17 @@ class RateDetector:
     transform
         ``"none"`` (default) models ``x`` itself; ``"asinh"`` models ``asinh(x)`` (linear
         near 0, logarithmic for large values), for series whose noise is multiplicative.
+    seasonality
+        ``"auto"`` (default) picks between the plain, daily and weekly views online;
+        ``"none"``, ``"daily"`` or ``"weekly"`` force one (a forced seasonal view is used
+        from the first value). Without timestamps only the plain view exists.
+    season_periods
+        Past periods whose median forms a slot's expected shape (robust to one bad period
+        in three; 5 days or weeks by default).
+    season_slot_s
+        Width of a profile slot in seconds (1,800: 48 slots a day, 336 a week).
+    value_key, time_key
+        Where the value and its epoch-seconds timestamp are in ``x``.
 
     Examples
     --------
@@ -355,10 +519,20 @@ class RateDetector:
         rel_std: float = 0.01,
         slow_weight: float = 0.8,
         transform: str = "none",
+        seasonality: str = "auto",
+        season_periods: int = 5,
+        season_slot_s: float = 1800.0,
+        value_key: str = "value",
+        time_key: str = "t",
     ) -> None:
         if transform not in ("asinh", "none"):
             raise ValueError(f"transform must be 'asinh' or 'none', got {transform!r}")
-        self.transform = transform
+        if seasonality not in _SEASONALITIES:
+            raise ValueError(f"seasonality must be one of {_SEASONALITIES}, got {seasonality!r}")
+        if season_periods < 1:
+            raise ValueError(f"season_periods must be >= 1, got {season_periods}")
+        if not 0.0 < season_slot_s <= _DAY_S or _DAY_S % season_slot_s:
+            raise ValueError(f"season_slot_s must divide a day, got {season_slot_s}")
         self.alpha = alpha
         self.scale_alpha = scale_alpha
         self.slow_alpha = slow_alpha
@@ -370,61 +544,132 @@ class RateDetector:
         self.min_std = min_std
         self.rel_std = rel_std
         self.slow_weight = slow_weight
-        params = self._get_params()
-        del params["transform"]
-        self._params = RateParams(**params)
-        self._state: list[float] = [0.0] * STATE_SIZE
-        self._state[_OLD] = math.nan
+        self.transform = transform
+        self.seasonality = seasonality
+        self.season_periods = season_periods
+        self.season_slot_s = season_slot_s
+        self.value_key = value_key
+        self.time_key = time_key
+        self._params = RateParams(
+            alpha=alpha,
+            scale_alpha=scale_alpha,
+            slow_alpha=slow_alpha,
+            grace_period=grace_period,
+            clip_z=clip_z,
+            shift_run=shift_run,
+            half_z=half_z,
+            two_sided=two_sided,
+            min_std=min_std,
+            rel_std=rel_std,
+            slow_weight=slow_weight,
+        )
+        plain = _View(0.0, season_slot_s, season_periods)
+        daily = _View(_DAY_S, season_slot_s, season_periods)
+        weekly = _View(_WEEK_S, season_slot_s, season_periods)
+        # The plain view comes first in every mode: it referees what the profiles learn.
+        self._views = {
+            "auto": [plain, daily, weekly],
+            "none": [plain],
+            "daily": [plain, daily],
+            "weekly": [plain, weekly],
+        }[seasonality]
+        self._active = 0 if seasonality in ("auto", "none") else 1
+        self._t0: float | None = None
+        self._t_last: float | None = None
 
-    def _value(self, x: dict[str, Any]) -> float | None:
-        v = float(x["value"])
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        yield {}
+        yield {"seasonality": "none", "transform": "asinh"}
+
+    def _read(self, x: dict[str, Any]) -> tuple[float | None, float | None]:
+        # A missing or non-finite value is no observation; a missing time is a plain value.
+        raw = x.get(self.value_key)
+        try:
+            v = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None, None
         if not math.isfinite(v):
-            return None
-        return math.asinh(v) if self.transform == "asinh" else v
+            return None, None
+        t = x.get(self.time_key)
+        try:
+            ts = float(t) if t is not None else None
+        except (TypeError, ValueError):
+            ts = None
+        if ts is not None and not math.isfinite(ts):
+            ts = None
+        return (math.asinh(v) if self.transform == "asinh" else v), ts
+
+    def _view(self) -> _View:
+        return self._views[self._active]
 
     def learn_one(self, x: dict[str, Any]) -> None:
-        v = self._value(x)
-        if v is not None:
-            rate_learn(self._state, self._params, v)
+        v, t = self._read(x)
+        if v is None:
+            return
+        p = self._params
+        first = self._views[0]
+        plain_ok = not first.period_s and abs(first.z(p, v, None)) < p.clip_z
+        # Longer cycles first: the weekly view reads the daily shape before it learns this value.
+        for view in sorted(self._views, key=lambda w: -w.period_s):
+            if t is None and view.period_s and self.seasonality == "auto":
+                continue  # an untimed value says nothing about the cycle
+            view.learn(p, v, t, plain_ok)
+        if t is not None:
+            if self._t0 is None:
+                self._t0 = t
+            self._t_last = t
+        if self.seasonality == "auto":
+            self._choose()
+
+    def _choose(self) -> None:
+        # The simplest view wins unless a longer cycle has been seen twice and clearly
+        # predicts better: a seasonal profile fitted to noise must not be trusted.
+        span = (self._t_last - self._t0) if self._t0 is not None and self._t_last else 0.0
+        best = 0
+        for k in range(1, len(self._views)):
+            view, cur = self._views[k], self._views[best]
+            if span < _MIN_PERIODS * view.period_s:
+                continue
+            # Clearly more accurate without being surprised much more often (a tight view of
+            # heavy-tailed noise is), or nearly as accurate and far less often surprised (a
+            # cycle of sharp steps, which the plain view meets as a level shift every morning).
+            if (
+                view.err < (1.0 - _SEASON_MARGIN) * cur.err
+                and view.surprise <= 2.0 * cur.surprise + _SURPRISE_GAIN
+            ) or (
+                view.err < _SURPRISE_ERR * cur.err
+                and view.surprise < 0.5 * cur.surprise
+                and cur.surprise - view.surprise > _SURPRISE_GAIN
+            ):
+                best = k
+        self._active = best
 
     def score_one(self, x: dict[str, Any]) -> float:
-        v = self._value(x)
-        return 0.0 if v is None else rate_score(self._state, self._params, v)
+        return z_to_score(self.z_one(x), self.half_z)
 
     def z_one(self, x: dict[str, Any]) -> float:
         """The signed robust z behind :meth:`score_one` (for evidence)."""
-        v = self._value(x)
-        return 0.0 if v is None else rate_z(self._state, self._params, v)
+        v, t = self._read(x)
+        if v is None:
+            return 0.0
+        return self._view().z(self._params, v, t)
+
+    @property
+    def seasonal_view(self) -> str:
+        """The view scoring now: ``"none"``, ``"daily"`` or ``"weekly"``."""
+        period = self._view().period_s
+        return "none" if not period else ("daily" if period == _DAY_S else "weekly")
 
     @property
     def mean(self) -> float:
-        """The fast level (the value the detector expects next), in the series' units."""
-        lv = self._state[_LEVEL]
+        """The plain view's fast level (the value it expects next), in the series' units."""
+        lv = self._views[0].state[_LEVEL]
         return math.sinh(lv) if self.transform == "asinh" else lv
 
     @property
     def n_seen(self) -> int:
-        return int(self._state[_N])
-
-    def clone(self) -> RateDetector:
-        """A fresh detector with the same hyper-parameters (River's ``clone``)."""
-        return RateDetector(**self._get_params())
-
-    def _get_params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "scale_alpha": self.scale_alpha,
-            "slow_alpha": self.slow_alpha,
-            "grace_period": self.grace_period,
-            "clip_z": self.clip_z,
-            "shift_run": self.shift_run,
-            "half_z": self.half_z,
-            "two_sided": self.two_sided,
-            "min_std": self.min_std,
-            "rel_std": self.rel_std,
-            "slow_weight": self.slow_weight,
-            "transform": self.transform,
-        }
+        return int(self._views[0].state[_N])
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._get_params().items())
