@@ -377,6 +377,12 @@ class SinksConfig(_Section):
     approvals_poll_s: float = Field(
         2.0, gt=0, description="How often the worker picks up approvals made with the CLI"
     )
+    approvals_store: Literal["kafka", "file"] = Field(
+        "kafka",
+        description="Where pending approvals live: kafka (the compacted topic "
+        "<worker.app_id>-approvals, seen from any host) or file (<worker.data_dir>/"
+        "approvals.json, one host only; for a worker without a broker)",
+    )
     drain_timeout_s: float = Field(
         5.0, ge=0, description="At shutdown, time given to queued deliveries to finish"
     )

@@ -9,7 +9,8 @@
   (:class:`~streams.sinks.dead_letter.DeadLetterWriter`), so no record is passed silently;
 - a service that starts the sink tasks and, at shutdown, drains them for
   ``sinks.drain_timeout_s`` (what is left goes to ``alerts-dlq``);
-- timer ``pick_up_approvals``: approvals made with ``distillwatch actions approve``.
+- timer ``pick_up_approvals``: approvals decided with ``distillwatch actions`` or the console
+  (on the worker that holds the ``alerts`` partition, which runs the hook).
 
 Detection never waits on delivery: it runs in other agents, on other topics; this agent only
 moves alert changes into in-memory queues. Deliveries a sink gives up on go to
@@ -24,6 +25,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 from mode import Service
 from prometheus_client import CollectorRegistry
 
@@ -33,7 +35,7 @@ from streams.kafka_security import client_kwargs
 from streams.metrics import RecordMetrics
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
-from streams.sinks.approvals import ApprovalStore, approvals_path
+from streams.sinks.approvals import Approvals, FileApprovals, approvals_path, open_approvals
 from streams.sinks.audit import AuditWriter
 from streams.sinks.base import RetryPolicy, SinkRunner
 from streams.sinks.dead_letter import DeadLetterWriter
@@ -59,9 +61,11 @@ def build_dispatcher(
     dlq: DlqWriter,
     metrics: SinkMetrics | None = None,
     ledger: KafkaLedger | None = None,
+    approvals: Approvals | None = None,
 ) -> Dispatcher:
     """Sinks and runners for ``cfg``, with no Kafka: ``audit`` and ``dlq`` write records;
-    ``ledger`` (the worker's) makes the suspension hook's budget and idempotency shared."""
+    ``ledger`` (the worker's) makes the suspension hook's budget and idempotency shared;
+    ``approvals`` (the worker's: Kafka by default) defaults to the file in the data dir."""
     s = cfg.sinks
     metrics = metrics or SinkMetrics.create(registry)
     policy = load_policy(s.policy_file)
@@ -112,7 +116,7 @@ def build_dispatcher(
         agreement,
         audit=audit,
         api=api,
-        store=ApprovalStore(approvals_path(cfg.worker.data_dir)),
+        store=approvals or FileApprovals(approvals_path(cfg.worker.data_dir)),
         raise_alert=dispatcher.raise_system_alert,
         metrics=metrics,
         ledger=ledger,
@@ -163,8 +167,9 @@ def install_delivery(
 
     ledger = KafkaLedger(cfg.broker.bootstrap, ledger_topic(cfg.worker.app_id), signer,
                          registry, client_kwargs(cfg.broker))
+    approvals = open_approvals(cfg, signer=signer, registry=registry)
     dispatcher = build_dispatcher(cfg, registry, audit=write_audit, dlq=write_dlq,
-                                  ledger=ledger)
+                                  ledger=ledger, approvals=approvals)
 
     @app.service
     class DeliveryService(Service):
@@ -189,6 +194,9 @@ def install_delivery(
 
     @app.timer(interval=cfg.sinks.approvals_poll_s)
     async def pick_up_approvals() -> None:
-        await dispatcher.poll_approvals()
+        # Only the worker that runs the hook (it holds the one `alerts` partition) acts on
+        # decisions: with a shared approvals topic every worker sees them.
+        if TP(t.alerts, 0) in app.assignor.assigned_actives():
+            await dispatcher.poll_approvals()
 
     return dispatcher

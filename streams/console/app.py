@@ -27,7 +27,7 @@ from streams.config import Config
 from streams.console.audit import AuditPublisher, console_record
 from streams.console.auth import Sessions, dummy_verify, verify_password
 from streams.console.chart import timeline_svg
-from streams.sinks.approvals import ApprovalError, ApprovalStore
+from streams.sinks.approvals import ApprovalError, Approvals
 from streams.sinks.envelope import dashboard_link, runbook_link
 from streams.store.queries import alert_actions, find_alert, list_alerts, timeline
 from streams.store.schema import alerts as alerts_table
@@ -57,7 +57,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Console:
     """Dependencies and handlers of one console."""
 
-    def __init__(self, cfg: Config, engine: Engine, approvals: ApprovalStore,
+    def __init__(self, cfg: Config, engine: Engine, approvals: Approvals,
                  publisher: AuditPublisher) -> None:
         self.cfg = cfg
         self.c = cfg.console
@@ -255,7 +255,7 @@ class Console:
         a = await self._alert_or_404(request)
         changes = await self.db(timeline, self.engine, a["alert_id"])
         decisions = await self.db(alert_actions, self.engine, a["alert_id"])
-        approval = await self.db(self.approvals.get, a["alert_id"])
+        approval = await self.approvals.get(a["alert_id"])
         for c in changes:
             c["when"] = utc(c["ts"])
             c["score_text"] = num(c["score"])
@@ -319,7 +319,7 @@ class Console:
         if verdict not in ("approve", "deny"):
             raise web.HTTPBadRequest(text="verdict must be approve or deny")
         note = self._note(request)
-        rec = await self.db(self.approvals.get, a["alert_id"])
+        rec = await self.approvals.get(a["alert_id"])
         if rec is None or rec["status"] != "pending":
             raise web.HTTPConflict(text="no pending suspension for this alert (already decided?)")
         # Audit first: if Kafka does not take the record, nothing is decided.
@@ -327,8 +327,8 @@ class Console:
             a, verdict, by=me["user"], role=me["role"], note=note,
             count=len(rec.get("members") or ())))
         try:
-            await self.db(self.approvals.decide, a["alert_id"], approve=verdict == "approve",
-                          by=me["user"], note=note)
+            await self.approvals.decide(a["alert_id"], approve=verdict == "approve",
+                                        by=me["user"], note=note)
         except ApprovalError as err:
             raise web.HTTPConflict(text=str(err)) from None
         return self._done(a, verdict)
@@ -407,7 +407,7 @@ def group_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def build_app(cfg: Config, engine: Engine, approvals: ApprovalStore,
+def build_app(cfg: Config, engine: Engine, approvals: Approvals,
               publisher: AuditPublisher) -> web.Application:
     """The console as an aiohttp application (the publisher starts and stops with it)."""
     c = Console(cfg, engine, approvals, publisher)
@@ -428,9 +428,11 @@ def build_app(cfg: Config, engine: Engine, approvals: ApprovalStore,
 
     async def on_startup(_app: web.Application) -> None:
         await publisher.start()
+        await approvals.start()
 
     async def on_cleanup(_app: web.Application) -> None:
         await publisher.stop()
+        await approvals.stop()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

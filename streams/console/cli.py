@@ -3,8 +3,9 @@ alert store's consumer in the same process).
 
 ``--hash-password`` reads a password (prompted, or one line on stdin) and prints the
 ``password_hash`` for a ``[[console.users]]`` entry. The console reads and decides
-approvals in ``<worker.data_dir>/approvals.json`` (``--approvals FILE``), so it runs where
-the worker's data directory is, like ``distillwatch actions``.
+approvals where ``sinks.approvals_store`` says: by default the approvals topic in Kafka, so
+it runs on any host that reaches the broker (with the workers' ``worker.record_secret``);
+``--approvals FILE`` uses an approvals file instead, like ``distillwatch actions --file``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-store", action="store_true",
                    help="do not consume into the store here (a `distillwatch store` does)")
     p.add_argument("--approvals", default=None,
-                   help="approvals file (default: <worker.data_dir>/approvals.json)")
+                   help="approvals file instead of the approvals topic")
 
 
 def _hash_password() -> int:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.console.app import build_app
     from streams.console.audit import AuditPublisher
     from streams.integrity import signer_for
-    from streams.sinks.approvals import ApprovalStore, approvals_path
+    from streams.sinks.approvals import open_approvals
     from streams.store.cli import start_ingest, store_url
     from streams.store.db import open_store
     from streams.store.writer import StoreWriter
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_store:
         start_ingest(cfg)
     signer = signer_for(cfg)
-    approvals = ApprovalStore(args.approvals or approvals_path(cfg.worker.data_dir))
+    approvals = open_approvals(cfg, file=args.approvals, signer=signer)
     app = build_app(cfg, engine, approvals, AuditPublisher(cfg, signer, StoreWriter(engine)))
     asyncio.run(_serve(app, host, c.port if args.port is None else args.port, c.public_url))
     return 0

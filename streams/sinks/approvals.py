@@ -1,10 +1,19 @@
-"""Pending approvals of large cluster suspensions: a JSON file shared by worker and CLI.
+"""Pending approvals of large cluster suspensions: one interface, two backends.
 
-The file lives at ``<worker.data_dir>/approvals.json``. The worker adds a record when a
-cluster suspension needs a human; ``distillwatch actions approve|deny`` sets its status; the
-worker polls the file, carries out (or drops) decided records and marks them processed.
-Every read-modify-write holds an exclusive ``flock`` on ``approvals.json.lock`` and replaces
-the file atomically, so the CLI and the worker never see half a file.
+The worker adds a record when a cluster suspension needs a human; ``distillwatch actions
+approve|deny`` and the web console set its status; the worker that runs the suspension hook
+polls, carries out (or drops) decided records and marks them processed.
+
+- :class:`~streams.sinks.approvals_kafka.KafkaApprovals` (``sinks.approvals_store = "kafka"``,
+  the default): a compacted one-partition topic ``<worker.app_id>-approvals`` of signed
+  records, so the CLI and the console decide from any host that reaches the broker and a
+  worker failover carries the pending requests.
+- :class:`FileApprovals` (``"file"``): ``<worker.data_dir>/approvals.json`` on one host, for a
+  hook without a broker (tests of the sink, ``--approvals FILE``). Every read-modify-write
+  holds an exclusive ``flock`` on ``approvals.json.lock`` and replaces the file atomically,
+  so the CLI and the worker never see half a file.
+
+Both are used through :class:`Approvals` (async); :func:`open_approvals` picks one.
 
 Examples
 --------
@@ -26,6 +35,7 @@ False
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -33,11 +43,18 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from streams.sinks.errors import SinkError
 
-__all__ = ["ApprovalError", "ApprovalStore", "approvals_path"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from streams.config import Config
+    from streams.integrity import RecordSigner
+
+__all__ = ["ApprovalError", "ApprovalStore", "Approvals", "FileApprovals", "approvals_path",
+           "open_approvals"]
 
 
 def approvals_path(data_dir: str | Path) -> Path:
@@ -146,3 +163,87 @@ class ApprovalStore:
 
     def pending_ids(self) -> set[str]:
         return {r["alert_id"] for r in self.list("pending")}
+
+
+class Approvals(Protocol):
+    """What the hook, the CLI and the console need of an approvals backend.
+
+    Records are dicts: the request (``alert_id``, ``members``, ``change``, ...) plus
+    ``status`` (pending, approved, denied), ``created_ts``, ``decided_by``, ``decided_ts``,
+    ``note``, ``processed_ts`` and ``result``."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def add_pending(self, record: dict[str, Any]) -> bool: ...
+
+    async def list(self, status: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def get(self, alert_id: str) -> dict[str, Any] | None: ...
+
+    async def decide(self, alert_id: str, *, approve: bool, by: str,
+                     note: str = "") -> dict[str, Any]: ...
+
+    async def take_decided(self) -> list[dict[str, Any]]: ...
+
+    async def mark_processed(self, alert_id: str, result: str) -> None: ...
+
+    async def pending_ids(self) -> set[str]: ...
+
+
+class FileApprovals:
+    """:class:`ApprovalStore` behind the async :class:`Approvals` interface; the file work
+    runs in a thread so a slow disk (or a held lock) does not stall the event loop."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.store = ApprovalStore(path)
+        self.where = str(self.store.path)
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def add_pending(self, record: dict[str, Any]) -> bool:
+        return await asyncio.to_thread(self.store.add_pending, record)
+
+    async def list(self, status: str | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.list, status)
+
+    async def get(self, alert_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.store.get, alert_id)
+
+    async def decide(self, alert_id: str, *, approve: bool, by: str,
+                     note: str = "") -> dict[str, Any]:
+        return await asyncio.to_thread(self.store.decide, alert_id, approve=approve, by=by,
+                                       note=note)
+
+    async def take_decided(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.store.take_decided)
+
+    async def mark_processed(self, alert_id: str, result: str) -> None:
+        await asyncio.to_thread(self.store.mark_processed, alert_id, result)
+
+    async def pending_ids(self) -> set[str]:
+        return await asyncio.to_thread(self.store.pending_ids)
+
+
+def open_approvals(
+    cfg: Config,
+    *,
+    file: str | Path | None = None,
+    signer: RecordSigner | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Approvals:
+    """The backend ``cfg.sinks.approvals_store`` names; an explicit ``file`` always means the
+    file backend (``--file`` / ``--approvals``). Not started: call ``start()``."""
+    if file is not None or cfg.sinks.approvals_store == "file":
+        return FileApprovals(file or approvals_path(cfg.worker.data_dir))
+    from streams.integrity import signer_for
+    from streams.kafka_security import client_kwargs
+    from streams.sinks.approvals_kafka import KafkaApprovals, approvals_topic
+
+    return KafkaApprovals(cfg.broker.bootstrap, approvals_topic(cfg.worker.app_id),
+                          signer or signer_for(cfg), registry, client_kwargs(cfg.broker))

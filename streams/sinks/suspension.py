@@ -26,7 +26,7 @@ from typing import Any
 from streams.logsafe import safe
 from streams.sinks.account_api import AccountApi
 from streams.sinks.agreement import Agreement
-from streams.sinks.approvals import ApprovalStore
+from streams.sinks.approvals import Approvals
 from streams.sinks.audit import AuditWriter, audit_record
 from streams.sinks.base import Sink
 from streams.sinks.envelope import Envelope
@@ -104,7 +104,8 @@ class SuspensionSink(Sink):
     api
         Account API client; None only with a dry-run policy.
     store
-        Approval store for large cluster suspensions.
+        Approvals backend for large cluster suspensions (:mod:`streams.sinks.approvals`);
+        started and stopped with the sink.
     raise_alert
         Receives the "action budget exceeded" alert change.
     metrics
@@ -123,7 +124,7 @@ class SuspensionSink(Sink):
         *,
         audit: AuditWriter,
         api: AccountApi | None = None,
-        store: ApprovalStore | None = None,
+        store: Approvals | None = None,
         raise_alert: AlertRaiser | None = None,
         metrics: SinkMetrics | None = None,
         ledger: KafkaLedger | None = None,
@@ -150,7 +151,8 @@ class SuspensionSink(Sink):
         if self.api is not None:
             await self.api.setup()
         if self.store is not None:
-            self.engine.mark_pending(self.store.pending_ids())
+            await self.store.start()
+            self.engine.mark_pending(await self.store.pending_ids())
         if self.ledger is not None:
             await self.ledger.start()
             n = await self._sync()
@@ -161,6 +163,8 @@ class SuspensionSink(Sink):
             await self.api.close()
         if self.ledger is not None:
             await self.ledger.stop()
+        if self.store is not None:
+            await self.store.stop()
 
     async def _sync(self) -> int:
         """Fold in every ledger record written since the last sync (any worker's)."""
@@ -217,7 +221,7 @@ class SuspensionSink(Sink):
                     # Decided before (a redelivery after a restart, or by another worker).
                     log.info("alert %s change %s already decided (ledger)",
                              safe(env.alert_id), env.delivery_id)
-                    self._finish_approval(env, "executed")
+                    await self._finish_approval(env, "executed")
                     return 0
             plan = self._plans[env.delivery_id] = self._decide(env)
             journal = self.engine.pop_journal()
@@ -232,7 +236,12 @@ class SuspensionSink(Sink):
             plan.records.pop(0)
         if plan.pending is not None:
             if self.store is not None:
-                self.store.add_pending(plan.pending)
+                try:
+                    await self.store.add_pending(plan.pending)
+                except Exception as err:
+                    # The request must reach the store: retry (the plan resumes here).
+                    raise DeliveryError(f"approval write failed: {type(err).__name__}",
+                                        retriable=True) from err
             plan.pending = None
         if plan.alert is not None:
             if self.raise_alert is not None:
@@ -250,7 +259,7 @@ class SuspensionSink(Sink):
             plan.execs.pop(0)
             plan.called = False
         del self._plans[env.delivery_id]
-        self._finish_approval(env, "executed")
+        await self._finish_approval(env, "executed")
         return calls
 
     async def on_dead(self, env: Envelope, reason: str) -> None:
@@ -280,12 +289,18 @@ class SuspensionSink(Sink):
             except DeliveryError:
                 log.error("alert %s: audit record for %s lost (%s)", safe(env.alert_id),
                           safe(d.idempotency_key), kw["decision"])
-        self._finish_approval(env, f"failed ({reason})")
+        await self._finish_approval(env, f"failed ({reason})")
 
-    def _finish_approval(self, env: Envelope, result: str) -> None:
+    async def _finish_approval(self, env: Envelope, result: str) -> None:
         rec = env.extra.get("approval")
         if rec is not None and self.store is not None:
-            self.store.mark_processed(rec["alert_id"], result)
+            try:
+                await self.store.mark_processed(rec["alert_id"], result)
+            except Exception as err:
+                # Not lost: the next poll queues it again, and the ledger drops the repeat
+                # as decided, which marks it processed then.
+                log.error("approval %s: processed mark not written (%s)",
+                          safe(rec["alert_id"]), type(err).__name__)
             self._queued_approvals.discard(rec["alert_id"])
 
     def _decide(self, env: Envelope) -> _Plan:
@@ -355,7 +370,7 @@ class SuspensionSink(Sink):
         if self.store is None:
             return []
         out = []
-        for rec in self.store.take_decided():
+        for rec in await self.store.take_decided():
             aid = rec["alert_id"]
             if aid in self._queued_approvals:
                 continue
@@ -376,7 +391,7 @@ class SuspensionSink(Sink):
                     env, d, decision="denied", reason=f"denied by {rec.get('decided_by')}",
                     by=rec.get("decided_by"), note=rec.get("note"),
                 )
-                self.store.mark_processed(aid, "denied")
+                await self.store.mark_processed(aid, "denied")
                 continue
             self._queued_approvals.add(aid)
             out.append(replace(env, extra={"approval": rec}))
