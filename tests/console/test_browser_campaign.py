@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import orjson
@@ -47,6 +48,8 @@ def test_find_open_and_approve_a_campaign_in_the_browser(
     broker, worker_factory, browser, tmp_path
 ) -> None:
     topics, env = isolated_topics()
+    # The console reads the worker's approvals topic, <app_id>-approvals: one app id.
+    env = {**env, "DISTILLWATCH_WORKER__APP_ID": f"dw-test-{uuid.uuid4().hex[:8]}"}
     worker = worker_factory(**env, DISTILLWATCH_WINDOWS__SIZE_S="60",
                             DISTILLWATCH_WINDOWS__LATENESS_S="10",
                             DISTILLWATCH_SINKS__APPROVALS_POLL_S="0.5")

@@ -52,7 +52,9 @@ def fed(broker, tmp_path_factory):  # type: ignore[no-untyped-def]
     ApprovalStore(approvals_path(tmp / "data")).add_pending({
         "alert_id": CAMP, "entity_id": "camp-1", "detector": "cluster_campaign",
         "members": [f"acct-{j}" for j in range(30)]})
-    console = ConsoleProcess(broker.url, tmp, env)
+    # The file backend, so the tests can set up and read approvals without a worker.
+    console = ConsoleProcess(broker.url, tmp,
+                             {**env, "DISTILLWATCH_SINKS__APPROVALS_STORE": "file"})
     engine = open_store(f"sqlite:///{tmp / 'console-store.db'}")
     deadline = time.monotonic() + 40
     while len(list_alerts(engine)) < 3 and time.monotonic() < deadline:

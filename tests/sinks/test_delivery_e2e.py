@@ -189,6 +189,8 @@ def test_coordinated_campaign_is_one_message_and_one_approval(
             DISTILLWATCH_SINKS__SLACK_API_URL=f"{slack.base}/api",
             DISTILLWATCH_SINKS__SLACK_MIN_INTERVAL_S="0.05",
             DISTILLWATCH_SINKS__APPROVALS_POLL_S="0.5",
+            # The file backend, read below; the Kafka one: tests/sinks/test_approvals_kafka.py.
+            DISTILLWATCH_SINKS__APPROVALS_STORE="file",
         )
         start = time.time() - 3 * 3600 - 300
         events = merged(hydra(n=200, hours=3, start=start), benign(n=300, hours=3, start=start))
