@@ -307,12 +307,17 @@ _WEEK_S: Final = 7 * _DAY_S
 _SEASONALITIES: Final = ("auto", "none", "daily", "weekly")
 # Weight of the newest clipped error in each view's running error (about 500 values).
 _ERR_ALPHA: Final = 0.002
+# ... and in its rate of surprises (|z| >= clip_z; about 2,000 values, so that one surprise
+# more or less does not decide).
+_SURPRISE_ALPHA: Final = 0.0005
 # A seasonal view must beat the simpler one's running error by this share to be used.
 _SEASON_MARGIN: Final = 0.15
 # ... or be at most this much less accurate but surprised (|z| >= clip_z) half as often,
 # and at least this many times fewer per value: a profile learned from a few periods is
 # noisier than the plain view, yet it stops the cycle's sharp steps from firing.
-_SURPRISE_ERR: Final = 1.5
+_SURPRISE_ERR: Final = 1.1
+_STEP_GAIN: Final = 0.0015
+# A clearly more accurate view may still not be surprised this much more often per value.
 _SURPRISE_GAIN: Final = 0.005
 # Periods of data a seasonal view needs before it may be chosen.
 _MIN_PERIODS: Final = 2.0
@@ -333,19 +338,20 @@ class _View:
 
     __slots__ = (
         "acc_n",
-        "acc_p",
         "acc_sum",
         "base",
         "err",
         "hist",
+        "judged",
         "known",
+        "n_known",
+        "period",
         "period_s",
         "periods",
         "prof",
         "slot_s",
         "state",
         "surprise",
-        "t_prev",
     )
 
     def __init__(self, period_s: float, slot_s: float, periods: int) -> None:
@@ -358,13 +364,14 @@ class _View:
         self.hist: array[float] = array("d", [0.0] * (n * periods))
         self.acc_sum: array[float] = array("d", [0.0] * n)
         self.acc_n: array[float] = array("d", [0.0] * n)
-        self.acc_p: array[float] = array("d", [-1.0] * n)
+        self.period = math.nan
         self.state: list[float] = [0.0] * STATE_SIZE
         self.state[_OLD] = math.nan
         self.err = 0.0
         self.surprise = 0.0
-        self.base = math.nan
-        self.t_prev = math.nan
+        self.judged = 0
+        self.base = 0.0  # sum of the known slots' medians
+        self.n_known = 0
 
     def slot(self, t: float | None) -> int:
         if not self.period_s or t is None:
@@ -372,8 +379,11 @@ class _View:
         return int((t % self.period_s) // self.slot_s)
 
     def shape(self, t: float | None) -> float:
+        # A slot's typical value relative to the typical slot: the cycle without the level.
         slot = self.slot(t)
-        return self.prof[slot] if slot >= 0 else 0.0
+        if slot < 0 or not self.known[slot]:
+            return 0.0
+        return self.prof[slot] - self.base / self.n_known
 
     def _close(self, slot: int) -> None:
         # The slot's period is over: its mean joins the history and the median is redone.
@@ -383,17 +393,36 @@ class _View:
         self.known[slot] = k
         vals = sorted(self.hist[slot * m : slot * m + min(k, m)])
         h = len(vals) // 2
-        # Of two middle values take the one nearer no shape at all: with two periods seen,
+        # Of two middle values take the one nearer the typical slot: with two periods seen,
         # an anomaly in one of them must not become half the expectation.
         lo, hi = vals[h - 1] if len(vals) % 2 == 0 else vals[h], vals[h]
-        self.prof[slot] = lo if abs(lo) < abs(hi) else hi
+        if k == 1:
+            self.n_known += 1
+        else:
+            self.base -= self.prof[slot]
+        mid = self.base / self.n_known if self.n_known > 1 else lo
+        new = lo if abs(lo - mid) < abs(hi - mid) else hi
+        self.prof[slot] = new
+        self.base += new
         self.acc_sum[slot] = self.acc_n[slot] = 0.0
 
     def learn(self, p: RateParams, v: float, t: float | None, plain_ok: bool) -> None:
+        if t is not None and self.period_s:
+            period = t // self.period_s
+            if period != self.period:
+                # A new period: every slot's mean over the last one joins its history now,
+                # so the whole new period is read against a complete profile.
+                for k in range(len(self.prof)):
+                    if self.acc_n[k]:
+                        self._close(k)
+                self.period = period
         y = v - self.shape(t)
         s = self.state
         z = rate_z(s, p, y)
-        if s[_N] >= 2:
+        slot = self.slot(t)
+        # A seasonal view is only judged where its shape exists: its first period is the
+        # plain model plus noise and would count against it for weeks.
+        if s[_N] >= 2 and (slot < 0 or self.known[slot]):
             # The view's one-step error, clipped like the core clips residuals so one spike
             # cannot decide which view wins, and how often it is surprised.
             std = _MAD_TO_STD * s[_SCALE]
@@ -401,17 +430,11 @@ class _View:
             lim = p.clip_z * (std if std > fl else fl)
             e = abs(y - s[_LEVEL])
             self.err += _ERR_ALPHA * ((e if e < lim else lim) - self.err)
-            self.surprise += _ERR_ALPHA * ((1.0 if abs(z) >= p.clip_z else 0.0) - self.surprise)
-        slot = self.slot(t)
-        if slot >= 0 and t is not None:
-            if self.base != self.base:
-                self.base = v
-            period = t // self.period_s
-            if self.acc_p[slot] != period:
-                if self.acc_n[slot]:
-                    self._close(slot)
-                self.acc_p[slot] = period
-            d = v - self.base
+            self.judged += 1
+            hit = 1.0 if abs(z) >= p.clip_z else 0.0
+            self.surprise += _SURPRISE_ALPHA * (hit - self.surprise)
+        if slot >= 0:
+            d = v
             if self.known[slot] and s[_N] >= p.grace_period:
                 # Clip what one value can add to its slot (Huber): a heavy-tailed burst
                 # would otherwise land in the shape and come back as a false alarm a period
@@ -423,12 +446,18 @@ class _View:
                 d = ref - lim if d < ref - lim else (ref + lim if d > ref + lim else d)
             self.acc_sum[slot] += d
             self.acc_n[slot] += 1.0
-            dt = t - self.t_prev if self.t_prev == self.t_prev else 0.0
-            if dt > 0.0 and (plain_ok or abs(z) < p.clip_z or s[_N] < p.grace_period):
-                # Outliers do not move the day-scale level.
-                self.base += (1.0 - math.exp(-dt / self.period_s)) * (y - self.base)
-            self.t_prev = t
         rate_learn(s, p, y)
+
+    def running(self) -> tuple[float, float]:
+        """The running error and surprise rate, corrected for starting at zero (views
+        start being judged at different times)."""
+        n = self.judged
+        if not n:
+            return math.inf, 1.0
+        return (
+            self.err / (1.0 - (1.0 - _ERR_ALPHA) ** n),
+            self.surprise / (1.0 - (1.0 - _SURPRISE_ALPHA) ** n),
+        )
 
     def z(self, p: RateParams, v: float, t: float | None) -> float:
         return rate_z(self.state, p, v - self.shape(t))
@@ -629,18 +658,17 @@ class RateDetector(AnomalyDetector):
         best = 0
         for k in range(1, len(self._views)):
             view, cur = self._views[k], self._views[best]
-            if span < _MIN_PERIODS * view.period_s:
+            if span < _MIN_PERIODS * view.period_s or view.judged < 1.0 / _ERR_ALPHA:
                 continue
+            v_err, v_sur = view.running()
+            c_err, c_sur = cur.running()
             # Clearly more accurate without being surprised much more often (a tight view of
             # heavy-tailed noise is), or nearly as accurate and far less often surprised (a
             # cycle of sharp steps, which the plain view meets as a level shift every morning).
             if (
-                view.err < (1.0 - _SEASON_MARGIN) * cur.err
-                and view.surprise <= 2.0 * cur.surprise + _SURPRISE_GAIN
+                v_err < (1.0 - _SEASON_MARGIN) * c_err and v_sur <= 2.0 * c_sur + _SURPRISE_GAIN
             ) or (
-                view.err < _SURPRISE_ERR * cur.err
-                and view.surprise < 0.5 * cur.surprise
-                and cur.surprise - view.surprise > _SURPRISE_GAIN
+                v_err < _SURPRISE_ERR * c_err and v_sur < 0.5 * c_sur and c_sur - v_sur > _STEP_GAIN
             ):
                 best = k
         self._active = best

@@ -235,7 +235,7 @@ def test_no_cycle_no_seasonal_view():
     assert views == {"none"}
 
 
-@pytest.mark.parametrize(("df", "max_rate"), [(3, 0.004), (2, 0.01)])
+@pytest.mark.parametrize(("df", "max_rate"), [(3, 0.005), (2, 0.01)])
 def test_calm_on_heavy_tailed_noise_yet_catches_big_spikes(df: int, max_rate: float):
     # Student-t noise under a daily cycle: with 3 degrees of freedom a "5 sigma" value comes
     # every few hundred points, with 2 the variance is infinite. The share of ordinary values
