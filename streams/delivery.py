@@ -197,6 +197,9 @@ def install_delivery(
         # Only the worker that runs the hook (it holds the one `alerts` partition) acts on
         # decisions: with a shared approvals topic every worker sees them.
         if TP(t.alerts, 0) in app.assignor.assigned_actives():
-            await dispatcher.poll_approvals()
+            try:
+                await dispatcher.poll_approvals()
+            except Exception as err:  # a broker blip must not crash the worker: next tick
+                log.error("approvals poll failed: %s: %s", type(err).__name__, err)
 
     return dispatcher

@@ -142,6 +142,7 @@ class SuspensionSink(Sink):
         self._queued_approvals: set[str] = set()
         self.ledger = ledger
         self._decided: OrderedDict[str, None] = OrderedDict()
+        self._ready = False  # setup() done: the approvals backend and ledger are open
 
     @property
     def dry_run(self) -> bool:
@@ -157,6 +158,7 @@ class SuspensionSink(Sink):
             await self.ledger.start()
             n = await self._sync()
             log.info("suspension ledger %s: %d records restored", self.ledger.topic, n)
+        self._ready = True
 
     async def close(self) -> None:
         if self.api is not None:
@@ -367,8 +369,8 @@ class SuspensionSink(Sink):
     async def poll_approvals(self) -> list[Envelope]:
         """Pick up approvals decided with the CLI: write denials to the audit trail, and
         return the approved ones as envelopes for the suspension queue."""
-        if self.store is None:
-            return []
+        if self.store is None or not self._ready:
+            return []  # the worker's timer may fire before the sink task has set up
         out = []
         for rec in await self.store.take_decided():
             aid = rec["alert_id"]
