@@ -82,6 +82,7 @@ def changelog_plan(cfg: Config) -> list[TopicPlan]:
     new table is covered without editing this script, and Faust's one-partition
     leader-election topic. Building the app opens no connection."""
     from streams.app import build_app
+    from streams.sinks.approvals_kafka import approvals_topic
     from streams.sinks.ledger import ledger_topic
     from streams.state import changelog_topic
 
@@ -96,6 +97,9 @@ def changelog_plan(cfg: Config) -> list[TopicPlan]:
         TopicPlan(leader_topic(app.conf.id), 1, {}, True),
         # The suspension hook's budget and idempotency memory: one total order, compacted.
         TopicPlan(ledger_topic(cfg.worker.app_id), 1, {"cleanup.policy": "compact"}, True),
+        # Pending suspension approvals and their decisions: one order, compacted, never
+        # deleted by time (a request may wait for a human over a weekend).
+        TopicPlan(approvals_topic(cfg.worker.app_id), 1, {"cleanup.policy": "compact"}, True),
     ]
     for table in app.tables.values():
         topic = table.changelog_topic

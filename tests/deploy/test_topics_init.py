@@ -131,6 +131,11 @@ def test_creates_the_configured_topics_idempotently(broker: EmbeddedBroker) -> N
 
     ledger = ledger_topic(cfg.worker.app_id)
     assert _partitions(broker, [ledger]) == {ledger: 1}
+    # Pending approvals: one partition too, read by the CLI and the console from any host.
+    from streams.sinks.approvals_kafka import approvals_topic
+
+    approvals = approvals_topic(cfg.worker.app_id)
+    assert _partitions(broker, [approvals]) == {approvals: 1}
 
     again = _run(broker, env)
     assert again.returncode == 0, again.stderr
@@ -214,3 +219,18 @@ def test_compose_worker_command_runs_on_the_initialised_topics(
     cfg = config_for(env, DEPLOY / "config.example.toml")
     assert _partitions(broker, [cfg.topics.findings]) == {cfg.topics.findings: 1}
     assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+def test_the_approvals_topic_is_planned_compacted_with_one_partition() -> None:
+    from streams.config import Config
+    from streams.sinks.approvals_kafka import approvals_topic
+
+    sys.path.insert(0, str(DEPLOY / "topics-init"))
+    try:
+        from create_topics import changelog_plan
+    finally:
+        sys.path.pop(0)
+    cfg = Config()
+    [plan] = [p for p in changelog_plan(cfg) if p.name == approvals_topic(cfg.worker.app_id)]
+    assert plan.partitions == 1
+    assert dict(plan.configs) == {"cleanup.policy": "compact"}
