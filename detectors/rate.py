@@ -473,10 +473,12 @@ class RateDetector(AnomalyDetector):
 
     Without timestamps this is the core model of the module (the exact code every account
     baseline runs). With timestamps it also keeps a daily and a weekly view: the same core
-    run on the value minus a per-slot profile (``season_slot_s`` wide) learned online, and
-    scores with the view whose running one-step error is lowest, once that view has seen
-    two of its periods and beats the simpler view by 15 %. A series without a cycle keeps
-    the plain view; a server that is busy every weekday afternoon stops surprising it.
+    run on the value minus a per-slot shape (``season_slot_s`` wide; the median of the
+    slot's last ``season_periods`` period means) learned online. A seasonal view scores once
+    it has seen two of its periods and predicts clearly better than the current view (15 %
+    lower running one-step error without many more surprises) or about as well with half
+    the surprises. A series without a cycle keeps the plain view; a server that is busy
+    every weekday afternoon stops surprising it. See docs/detectors.md, "The rate detector".
 
     Parameters
     ----------
