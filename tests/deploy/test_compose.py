@@ -436,8 +436,12 @@ def test_console_is_published_on_loopback_only_and_linked_from_slack(
         assert (public.hostname, public.port) == ("localhost", host_port), name
     # Without exported users the config still loads (the console then says what to do).
     assert _interpolated_config(console).console.users == ()
-    # The console decides approvals in a worker's data directory: a worker volume.
-    data = next(m for m in _mounts(console) if m.target == cfg.worker.data_dir)
+    # Approvals are in Kafka: the console shares no worker's volume, and signs decisions
+    # with the workers' record secret.
     worker_volumes = {m.source for s in _workers(services).values() for m in _mounts(s)
                       if not m.bind}
-    assert data.source in worker_volumes
+    assert not {m.source for m in _mounts(console)} & worker_volumes
+    assert cfg.sinks.approvals_store == "kafka"
+    assert cfg.worker.record_secret is not None
+    for name, svc in _workers(services).items():
+        assert _interpolated_config(svc).worker.record_secret == cfg.worker.record_secret, name
