@@ -1,5 +1,6 @@
 """The suspension hook end to end without Kafka: a real account API on 127.0.0.1, the audit
-trail, the approval file and the ``distillwatch actions`` command."""
+trail, the approvals file backend and the ``distillwatch actions`` command (the Kafka
+backend: tests/sinks/test_approvals_kafka.py and test_approvals_failover.py)."""
 
 from __future__ import annotations
 
@@ -222,3 +223,22 @@ def test_failed_steps_resume_without_deciding_twice(tmp_path):
     ]
     assert h.dlq == []
     assert h.metric("distillwatch_sink_retried_total", sink="suspension") == 2
+
+
+def test_approvals_backend_is_chosen_by_configuration(tmp_path):
+    from streams.config import Config
+    from streams.sinks.approvals import FileApprovals, open_approvals
+    from streams.sinks.approvals_kafka import KafkaApprovals
+
+    cfg = Config(worker={"data_dir": str(tmp_path), "record_secret": "x" * 32,
+                         "app_id": "dw-x"})
+    kafka = open_approvals(cfg)
+    # The worker's default: the shared topic, named after the consumer group.
+    assert isinstance(kafka, KafkaApprovals) and kafka.where == "topic dw-x-approvals"
+    as_file = open_approvals(cfg.model_copy(update={"sinks": cfg.sinks.model_copy(
+        update={"approvals_store": "file"})}))
+    assert isinstance(as_file, FileApprovals)
+    assert as_file.where == str(tmp_path / "approvals.json")
+    # --file / --approvals FILE always means that file.
+    explicit = open_approvals(cfg, file=tmp_path / "other.json")
+    assert isinstance(explicit, FileApprovals) and explicit.where.endswith("other.json")
