@@ -48,7 +48,7 @@ def test_campaign_is_one_slack_message_and_one_approval(tmp_path):
     assert ("RESOLVED" in final["text"]) == (clusters[-1]["state"] == "resolved")
     # Key evidence of a campaign at a glance: what the members share, what they harvest.
     assert "*shared by members*: " in str(final["blocks"])
-    assert "*harvest in the window*: " in str(final["blocks"])
+    assert "*harvested since the campaign opened*" in str(final["blocks"])
     assert len(hook.accepted) == len(changes)
 
     # The campaign grew past 50 members while critical: one approval request, whose member
