@@ -11,8 +11,12 @@ import pytest
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """One headless chromium per test module, not per session: Playwright's sync API keeps
+    its event loop marked as running in the main thread while it is open, and every later
+    ``asyncio.run`` in the process (the state, store and sink tests) would then fail with
+    "cannot be called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
