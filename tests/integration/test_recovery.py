@@ -25,12 +25,6 @@ from tests.conftest import FAST_WORKER_ENV, isolated_topics, produce, read_topic
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
-# Live traffic is stamped in the test process and reaches the broker later, by more than the
-# usual 1 s when the machine is loaded (a Python producer thread beside a busy test process).
-# Events older than the lateness on arrival are late for the worker and not for the offline
-# run, which is the live contract, not a defect; a gateway-like delay budget of 4 s keeps this
-# test about recovery, not about a starved producer.
-ENV = {**FAST_WORKER_ENV, "DISTILLWATCH_WINDOWS__LATENESS_S": "4"}
 BENIGN = [f"user-{i}" for i in range(24)]
 
 
@@ -102,7 +96,6 @@ def _owned(log: str) -> list[int]:
 def test_kill_one_of_two_workers_state_restored_alerts_open_once(broker, worker_factory, tmp_path):
     topics, env = isolated_topics()
     env["DISTILLWATCH_WORKER__APP_ID"] = f"dw-rec-{uuid.uuid4().hex[:6]}"
-    env["DISTILLWATCH_WINDOWS__LATENESS_S"] = ENV["DISTILLWATCH_WINDOWS__LATENESS_S"]
     ramps = _ramp_accounts()
     a = worker_factory(**env, DISTILLWATCH_WORKER__DATA_DIR=str(tmp_path / "a"))
     b = worker_factory(**env, DISTILLWATCH_WORKER__DATA_DIR=str(tmp_path / "b"))
@@ -137,8 +130,8 @@ def test_kill_one_of_two_workers_state_restored_alerts_open_once(broker, worker_
         # The ramp starts after the span whose events the crash may cost (docs/state.md;
         # bounded below): an alert on a ramp that began inside it may rightly differ.
         time.sleep(
-            float(ENV["DISTILLWATCH_WINDOWS__SIZE_S"])
-            + float(ENV["DISTILLWATCH_WINDOWS__LATENESS_S"])
+            float(FAST_WORKER_ENV["DISTILLWATCH_WINDOWS__SIZE_S"])
+            + float(FAST_WORKER_ENV["DISTILLWATCH_WINDOWS__LATENESS_S"])
             + 1.0
         )
         traffic.ramp_at = math.ceil(time.time() / 2) * 2  # a window boundary
@@ -158,8 +151,8 @@ def test_kill_one_of_two_workers_state_restored_alerts_open_once(broker, worker_
     # were still open at its last checkpoint up to the takeover may arrive late and be dropped
     # (docs/state.md). Everything else is counted, and nothing twice.
     late = b.metric("distillwatch_events_late_total") or 0.0
-    window_s = float(ENV["DISTILLWATCH_WINDOWS__SIZE_S"])
-    lateness = float(ENV["DISTILLWATCH_WINDOWS__LATENESS_S"])
+    window_s = float(FAST_WORKER_ENV["DISTILLWATCH_WINDOWS__SIZE_S"])
+    lateness = float(FAST_WORKER_ENV["DISTILLWATCH_WINDOWS__LATENESS_S"])
     exposed_from = killed_wall - 2 * window_s - lateness - 1.0  # last checkpoint's open windows
     exposed = [
         e for e in map(orjson.loads, traffic.sent)
@@ -177,7 +170,7 @@ def test_kill_one_of_two_workers_state_restored_alerts_open_once(broker, worker_
     assert not [k for k in by_key if k[0].startswith("user-")], by_key
 
     # The same events through the offline path, with no crash: the same ramp alerts and ids.
-    cfg = load_config(environ=ENV)
+    cfg = load_config(environ=FAST_WORKER_ENV)
     mon = Monitor(**cfg.detection_kwargs(), quiet_windows=cfg.detection.quiet_windows)
     events = sorted((orjson.loads(v) for v in traffic.sent), key=lambda e: e["ts"])
     changes = []
