@@ -122,6 +122,7 @@ class IngestService(Service):
         dlq_topic = self.cfg.topics.requests_dlq
         while not self.should_stop:
             fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=MAX_RECORDS)
+            await self._report_fetch_state(consumer)
             futs: list[asyncio.Future[Any]] = []
             if fetched:
                 batch = []
@@ -132,7 +133,6 @@ class IngestService(Service):
                     hw = consumer.highwater(tp)
                     if hw is not None:
                         self.highwaters[p] = hw
-                await self._report_fetch_state(consumer)
                 res = stage.handle(batch, now=time.time())
                 if self._slow_batch_s:
                     # Test hook: a worker that is slow on purpose (blocking, as CPU-bound
@@ -158,7 +158,6 @@ class IngestService(Service):
                     )
                 findings = res.findings
             else:
-                await self._report_fetch_state(consumer)
                 findings = stage.tick(now=time.time())
             futs.extend(await self._send_findings(findings))
             if futs:
