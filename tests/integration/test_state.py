@@ -164,7 +164,10 @@ def test_forged_state_is_counted_and_skipped_never_executed(
     # The local pickle and the tail's pickle and garbage; the keyless and non-UTF-8 keys.
     assert store.rejected == {"bad_format": 3, "bad_key": 2}
     assert _rejected(registry, "bad_format") == 3 and _rejected(registry, "bad_key") == 2
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    # Only our logger: the Kafka client warns on its own when the machine is slow.
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and r.name == "streams.state"
+    ]
     assert len(warnings) == 1, "one line per restore, not one per record"
     assert "skipped 5 account state records" in warnings[0].getMessage()
     assert "0x80" in warnings[0].getMessage()
