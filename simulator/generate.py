@@ -24,13 +24,21 @@ import numpy as np
 
 from simulator.benign import benign_population
 from simulator.campaigns import campaign_traffic
+from simulator.coordination import lockstep_traffic, swarm_traffic
+from simulator.lookalikes import app_template, class_cohort, cron_fleet, sso_onboarding
 from simulator.scenario import (
+    AppTemplate,
+    ClassCohort,
+    CronFleet,
     EnterpriseBatch,
     LaunchDay,
+    Lockstep,
     PopularTool,
     ResearchOrg,
     Reseller,
     Scenario,
+    SsoOnboarding,
+    Swarm,
 )
 from simulator.tables import Batch, Tables
 from simulator.timing import Context
@@ -67,14 +75,27 @@ def generate(scenario: Scenario, seed: int) -> Simulation:
             batches.extend(research_org(ctx, trap))
         elif isinstance(trap, Reseller):
             batches.extend(reseller(ctx, trap))
+        elif isinstance(trap, ClassCohort):
+            batches.extend(class_cohort(ctx, trap))
+        elif isinstance(trap, SsoOnboarding):
+            batches.extend(sso_onboarding(ctx, trap))
+        elif isinstance(trap, CronFleet):
+            batches.extend(cron_fleet(ctx, trap))
+        elif isinstance(trap, AppTemplate):
+            batches.extend(app_template(ctx, trap))
     campaigns = []
     for i, c in enumerate(scenario.campaigns, start=1):
         ctx.rng = np.random.default_rng([seed, 2, i])
         so_far = np.concatenate([b.acct for b in batches] or [np.zeros(0, dtype=np.int64)])
         counts = np.bincount(so_far.astype(np.int64), minlength=ctx.tables.n_accounts)
-        b = campaign_traffic(ctx, c, counts)
-        batches.append(b)
         end_h = scenario.end_h(c.start_h, c.duration_h)
+        if isinstance(c, Swarm):
+            b = swarm_traffic(ctx, c, end_h)
+        elif isinstance(c, Lockstep):
+            b = lockstep_traffic(ctx, c, end_h)
+        else:
+            b = campaign_traffic(ctx, c, counts)
+        batches.append(b)
         campaigns.append({
             "campaign_id": c.id,
             "kind": c.kind,

@@ -27,12 +27,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
+    "AppTemplate",
     "Blend",
     "Burst",
     "Campaign",
+    "ClassCohort",
+    "CronFleet",
     "EnterpriseBatch",
     "Hydra",
     "LaunchDay",
+    "Lockstep",
     "ModelPivot",
     "PopularTool",
     "ResearchOrg",
@@ -40,6 +44,8 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SlowRamp",
+    "SsoOnboarding",
+    "Swarm",
     "Trap",
     "load_scenario",
     "scenario_from_dict",
@@ -200,8 +206,69 @@ class Reseller(_Window):
     requests_per_hour: float = Field(1500.0, gt=0.0)
 
 
+class ClassCohort(_Window):
+    """A university class or hackathon: ``accounts`` sign up within ``signup_h`` of
+    ``start_h`` under one org, try the API at once, then do homework for days."""
+
+    kind: Literal["class_cohort"]
+    name: str = "class-cohort"
+    accounts: int = Field(200, ge=1)
+    signup_h: float = Field(1.0, gt=0.0)
+    first_requests_max: int = Field(4, ge=1)
+    sessions_per_day: float = Field(1.5, gt=0.0)
+    turns_mean: float = Field(5.0, ge=1.0)
+    assignments: int = Field(6, ge=1)
+    assignment_share: Share = 0.5
+    campus_share: Share = 0.5
+    tz: float = Field(-5.0, ge=-12.0, le=14.0)
+
+
+class SsoOnboarding(_Window):
+    """An enterprise rolls out SSO: ``accounts`` new accounts of one org are created over
+    ``signup_h`` (a morning), then used at work from the company's egress."""
+
+    kind: Literal["sso_onboarding"]
+    name: str = "sso-onboarding"
+    accounts: int = Field(500, ge=1)
+    signup_h: float = Field(4.0, gt=0.0)
+    sessions_per_day: float = Field(3.0, gt=0.0)
+    turns_mean: float = Field(4.0, ge=1.0)
+    internal_tool_share: Share = 0.5
+    tz: float = Field(1.0, ge=-12.0, le=14.0)
+
+
+class CronFleet(_Window):
+    """A customer's fleet of service accounts (one org, one card) fired by cron on the
+    same minute of every hour: templated single-turn jobs, perfectly in step."""
+
+    kind: Literal["cron_fleet"]
+    name: str = "cron-fleet"
+    accounts: int = Field(40, ge=1)
+    minute_of_hour: int = Field(7, ge=0, le=59)
+    requests_per_fire: int = Field(4, ge=1)
+    fire_s: float = Field(50.0, gt=0.0, le=3600.0)
+    every_h: float = Field(1.0, gt=0.0)
+    templates: int = Field(5, ge=1)
+
+
+class AppTemplate(_Window):
+    """A popular app whose users all send its prompt template through their own keys:
+    single-turn, near-duplicate prompts across thousands of independent accounts, some of
+    them signing up during the scenario."""
+
+    kind: Literal["app_template"]
+    name: str = "app-template"
+    accounts: int = Field(1500, ge=1)
+    templates: int = Field(2, ge=1)
+    new_share: Share = 0.3
+    sessions_per_day: float = Field(2.0, gt=0.0)
+    requests_per_session: float = Field(2.0, ge=1.0)
+    user_agent: str = "acme-summarizer/3.1 (chrome-extension)"
+
+
 Trap = Annotated[
-    PopularTool | EnterpriseBatch | LaunchDay | ResearchOrg | Reseller,
+    PopularTool | EnterpriseBatch | LaunchDay | ResearchOrg | Reseller | ClassCohort
+    | SsoOnboarding | CronFleet | AppTemplate,
     Field(discriminator="kind"),
 ]
 
@@ -279,8 +346,67 @@ class Blend(_Campaign):
     timing_cv: float = Field(0.3, ge=0.0, le=2.0)
 
 
+class Swarm(_Campaign):
+    """Throwaway accounts: each is created shortly before use, sends a handful of templated
+    requests within minutes and is abandoned; new ones arrive in waves for the campaign's
+    whole span."""
+
+    kind: Literal["swarm"]
+    accounts: int = Field(300, ge=1, le=500_000)
+    waves_per_day: float = Field(1.0, gt=0.0)
+    wave_h: float = Field(3.0, gt=0.0)
+    signup_lead_h: float = Field(6.0, ge=0.0, le=24.0)
+    signup_spread_h: float = Field(2.0, gt=0.0, le=24.0)
+    requests_min: int = Field(2, ge=1)
+    requests_max: int = Field(8, ge=1)
+    followup_s: float = Field(90.0, gt=0.0)
+    accounts_per_payment: int = Field(4, ge=1)
+    ips_per_asn: int = Field(20, ge=1)
+    max_tokens: int = Field(2048, ge=1)
+    max_tokens_share: Share = 0.6
+    templates: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _requests(self) -> Swarm:
+        if self.requests_min > self.requests_max:
+            raise ValueError(
+                f"requests_min ({self.requests_min}) must be <= requests_max "
+                f"({self.requests_max})"
+            )
+        return self
+
+
+class Lockstep(_Campaign):
+    """Accounts that act together: every session of the operator's scheduler starts and
+    stops all members within ``jitter_s``; each member's volume and content are
+    ordinary (diverse prompts, short conversations, home networks)."""
+
+    kind: Literal["lockstep"]
+    accounts: int = Field(100, ge=1, le=100_000)
+    sessions_per_day: float = Field(2.0, gt=0.0)
+    session_min_minutes: float = Field(20.0, gt=0.0)
+    session_max_minutes: float = Field(90.0, gt=0.0)
+    requests_per_hour: float = Field(20.0, gt=0.0)
+    participation: Share = 0.9
+    jitter_s: float = Field(15.0, ge=0.0, le=600.0)
+    age_days_min: float = Field(20.0, gt=0.0)
+    age_days_max: float = Field(400.0, gt=0.0)
+    accounts_per_payment: int = Field(1, ge=1)
+    tier: str = "pro"
+
+    @model_validator(mode="after")
+    def _sessions(self) -> Lockstep:
+        if self.session_min_minutes > self.session_max_minutes:
+            raise ValueError(
+                f"session_min_minutes ({self.session_min_minutes}) must be <= "
+                f"session_max_minutes ({self.session_max_minutes})"
+            )
+        return self
+
+
 Campaign = Annotated[
-    Hydra | Burst | ModelPivot | SlowRamp | Blend, Field(discriminator="kind")
+    Hydra | Burst | ModelPivot | SlowRamp | Blend | Swarm | Lockstep,
+    Field(discriminator="kind"),
 ]
 
 
@@ -351,7 +477,8 @@ class ScenarioError(ValueError):
 
 
 _KINDS = {"popular_tool", "enterprise_batch", "launch_day", "research_org", "reseller",
-          "hydra", "burst", "model_pivot", "slow_ramp", "blend"}
+          "class_cohort", "sso_onboarding", "cron_fleet", "app_template",
+          "hydra", "burst", "model_pivot", "slow_ramp", "blend", "swarm", "lockstep"}
 
 
 def _format(err: ValidationError) -> list[str]:

@@ -30,7 +30,9 @@ def test_shipped_scenarios_cover_every_trap_and_campaign_kind() -> None:
         s = load_scenario(path)
         kinds |= {t.kind for t in s.traps} | {c.kind for c in s.campaigns}
     assert kinds == {"popular_tool", "enterprise_batch", "launch_day", "research_org",
-                     "reseller", "hydra", "burst", "model_pivot", "slow_ramp", "blend"}
+                     "reseller", "class_cohort", "sso_onboarding", "cron_fleet",
+                     "app_template", "hydra", "burst", "model_pivot", "slow_ramp", "blend",
+                     "swarm", "lockstep"}
 
 
 def test_unknown_field_is_named() -> None:
