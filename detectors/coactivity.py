@@ -1,0 +1,326 @@
+"""Lockstep groups: accounts whose activity starts and stops in the same minutes, again and
+again, while each one's volume and content look ordinary.
+
+SynchroTrap and CopyCatch find such groups in batch, by comparing accounts' action times
+pairwise over days. Online and with bounded memory, :class:`CoactivityDetector` hashes each
+account's *activity runs* (a run starts at the first active minute after ``gap_minutes``
+idle ones and stops at the last active minute before the next such gap) into buckets keyed
+by the minute they start and the minute they stop — an exact-match LSH whose keys are the
+run boundaries. Independent accounts start and stop runs at scattered minutes: a bucket
+holds about as many accounts as a Poisson draw with the recent rate of starts (or stops)
+per minute, learned both locally and per minute of the hour (hourly crons are a seasonal
+rate, not a surprise). A bucket far above that (Chernoff bound on the Poisson tail below
+``sync_log10``) is a *sync minute*; sync minutes whose accounts overlap are one group, and
+an account's support is the number of its group's sync minutes it took part in. The group
+is reported once it has ``min_members`` supported members (members of one sync minute with a
+chance below ``10**-early_log10`` are reported at once, so a group is found within minutes
+of its first session) and its members come from enough distinct orgs: one customer's
+service accounts fired by one cron, or one lab's evaluation keys, are the benign case.
+
+State per account: only while it is in a run — the run's first and last minute, org and
+payment (a few dozen bytes); an account that stopped holds nothing but, if it is in a group,
+its support count there. Groups are dropped ``horizon_s`` after their last sync minute.
+
+Examples
+--------
+>>> det = CoactivityDetector(min_members=20, warmup_minutes=0)
+>>> def active(a, minute):
+...     det.learn_one({"account_id": a, "ts": minute * 60.0, "org": f"org-{a}"})
+>>> found = []
+>>> for minute in range(200):
+...     for i in range(3):  # background: a few runs start every minute
+...         active(f"bg{minute}-{i}", minute)
+...     if minute in (100, 101, 102, 150, 151):  # 30 accounts in step, two sessions
+...         for i in range(30):
+...             active(f"g{i}", minute)
+...     found += det.end_window(minute * 60.0, minute * 60.0 + 60)
+
+The first session's start is already far beyond chance (33 runs start in minute 100 where
+about 3 do): the group is reported at once, with the 3 accounts that started there by
+chance.
+
+>>> f = found[0]
+>>> f.entity_id, f.member_count, f.evidence["features"]["sync_minutes"]
+('lockstep-6000', 33, 1)
+>>> s = f.evidence["signals"][0]
+>>> s["observed"], s["expected"], s["log10_chance"]
+(33, 2.98, -21.4)
+
+Once the group has repeated (start and stop of session one, start of session two), only
+accounts seen in at least two of its sync minutes are listed.
+
+>>> f = found[-1]
+>>> f.member_count, f.evidence["features"]["sync_minutes"], f.severity
+(30, 4, 'warning')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.findings import Finding
+
+__all__ = ["CoactivityDetector", "poisson_tail_log10"]
+
+_LN10 = math.log(10.0)
+
+
+def poisson_tail_log10(k: int, lam: float) -> float:
+    """Chernoff bound on log10 P(X >= k) for X ~ Poisson(lam): 0 when k <= lam.
+
+    >>> round(poisson_tail_log10(30, 3.0), 1)
+    -18.3
+    """
+    if k <= lam:
+        return 0.0
+    return (k - lam - k * math.log(k / lam)) / _LN10
+
+
+@dataclass(slots=True)
+class _Sync:
+    gid: str
+    first_ts: float
+    last_ts: float = 0.0
+    support: dict[str, int] = field(default_factory=dict)
+    orgs: dict[str, str] = field(default_factory=dict)
+    pays: dict[str, str] = field(default_factory=dict)
+    minutes: list[dict[str, Any]] = field(default_factory=list)  # newest sync minutes
+    n_minutes: int = 0
+    days: set[int] = field(default_factory=set)
+    log10_chance: float = 0.0
+    best_log10: float = 0.0
+    reported: bool = False
+
+
+class CoactivityDetector:
+    """Online lockstep detection over per-minute account activity (River manners:
+    ``learn_one`` per active account-minute, ``score_one`` is the account's support in its
+    group; groups come out of :meth:`end_window` as findings).
+
+    Parameters
+    ----------
+    gap_minutes
+        Idle minutes that end a run. Longer gaps split fewer ordinary sessions in two, but a
+        stop is known only this long after it happened.
+    min_token
+        Accounts a bucket needs before its chance is even computed.
+    sync_log10
+        A bucket whose Poisson chance is below ``10**-sync_log10`` is a sync minute.
+    early_log10
+        A group with a sync minute this unlikely is reported after that one minute.
+    min_members
+        Supported members a group needs to be reported.
+    min_org_share
+        Distinct orgs over members needed: one org's fleet is not a lockstep campaign.
+    warmup_minutes
+        Minutes of learning before any bucket is judged (at the start of a stream every
+        active account is starting a run).
+    horizon_s, hold_s
+        A group is forgotten this long after its last sync minute, and reported for
+        ``hold_s`` after it.
+    critical_members, critical_days
+        A group with this many members over this many days is critical.
+    max_members
+        Cap on the members listed per finding.
+    """
+
+    def __init__(
+        self,
+        gap_minutes: int = 15,
+        min_token: int = 10,
+        sync_log10: float = 8.0,
+        early_log10: float = 15.0,
+        min_members: int = 20,
+        min_org_share: float = 0.5,
+        warmup_minutes: int = 60,
+        horizon_s: float = 7 * 86400.0,
+        hold_s: float = 3 * 3600.0,
+        critical_members: int = 50,
+        critical_days: int = 2,
+        max_members: int = 10_000,
+    ) -> None:
+        self.gap_minutes = gap_minutes
+        self.min_token = min_token
+        self.sync_log10 = sync_log10
+        self.early_log10 = early_log10
+        self.min_members = min_members
+        self.min_org_share = min_org_share
+        self.warmup_minutes = warmup_minutes
+        self.horizon_s = horizon_s
+        self.hold_s = hold_s
+        self.critical_members = critical_members
+        self.critical_days = critical_days
+        self.max_members = max_members
+        # account -> [run start minute, last active minute, org, payment]
+        self._run: dict[str, list[Any]] = {}
+        self._by_last: dict[int, set[str]] = {}
+        self._starts: dict[int, list[str]] = {}
+        self._rate = {"start": 0.0, "stop": 0.0}
+        self._hourly = {"start": [0.0] * 60, "stop": [0.0] * 60}
+        self._minutes = 0
+        self._done = -1  # last minute whose stops were judged
+        self._groups: dict[str, _Sync] = {}
+        self._group_of: dict[str, str] = {}
+
+    # -- River contract --------------------------------------------------------------------
+
+    def learn_one(self, x: dict[str, Any]) -> None:
+        aid = x["account_id"]
+        m = int(float(x["ts"]) // 60.0)
+        run = self._run.get(aid)
+        if run is not None and m - run[1] <= self.gap_minutes:
+            if m > run[1]:
+                self._by_last[run[1]].discard(aid)
+                run[1] = m
+                self._by_last.setdefault(m, set()).add(aid)
+            return
+        if run is not None:  # its stop was never judged (no window closed in between)
+            self._by_last[run[1]].discard(aid)
+        self._run[aid] = [m, m, x.get("org"), x.get("payment")]
+        self._by_last.setdefault(m, set()).add(aid)
+        self._starts.setdefault(m, []).append(aid)
+
+    def score_one(self, x: dict[str, Any]) -> float:
+        """The account's support: sync minutes it shared with its group (0 if none)."""
+        gid = self._group_of.get(x["account_id"])
+        g = self._groups.get(gid) if gid is not None else None
+        return float(g.support.get(x["account_id"], 0)) if g is not None else 0.0
+
+    # -- per closed minute -----------------------------------------------------------------
+
+    def end_window(self, start: float, end: float) -> list[Finding]:
+        """Judge the runs that started in this minute and those that stopped
+        ``gap_minutes`` ago; return findings for the groups that are live."""
+        m = int(start // 60.0)
+        for s in sorted(s for s in self._starts if s <= m):
+            self._judge("start", s, self._starts.pop(s))
+        first = self._done + 1 if self._done >= 0 else m - self.gap_minutes
+        for s in range(max(first, m - self.gap_minutes - 1440), m - self.gap_minutes + 1):
+            stopped = self._by_last.pop(s, set())
+            for a in stopped:
+                self._run.pop(a, None)
+            self._judge("stop", s, sorted(stopped))
+        self._done = max(self._done, m - self.gap_minutes)
+        self._minutes += 1
+        out = [self._finding(g, start, end) for g in self._groups.values()
+               if end - g.last_ts <= self.hold_s and self._reportable(g)]
+        self._expire(end)
+        return out
+
+    def _expected(self, kind: str, minute: int) -> float:
+        return max(self._rate[kind], self._hourly[kind][minute % 60], 0.5)
+
+    def _judge(self, kind: str, minute: int, accounts: list[str]) -> None:
+        k = len(accounts)
+        lam = self._expected(kind, minute)
+        if self._minutes >= self.warmup_minutes and k >= self.min_token:
+            log10p = poisson_tail_log10(k, lam)
+            if log10p <= -self.sync_log10:
+                self._sync(kind, minute, accounts, lam, log10p)
+        # Learn the rate with the spike clipped: a group must not hide its next session.
+        c = min(float(k), lam + 3.0 * math.sqrt(lam) + 1.0)
+        self._rate[kind] += 0.05 * (c - self._rate[kind])
+        h = self._hourly[kind]
+        h[minute % 60] += 0.3 * (c - h[minute % 60])
+
+    def _sync(self, kind: str, minute: int, accounts: list[str], lam: float,
+              log10p: float) -> None:
+        votes: dict[str, int] = {}
+        for a in accounts:
+            gid = self._group_of.get(a)
+            if gid is not None and gid in self._groups:
+                votes[gid] = votes.get(gid, 0) + 1
+        best = max(votes.items(), key=lambda kv: (kv[1], kv[0]), default=None)
+        ts = minute * 60.0
+        if best is not None and best[1] >= 0.3 * len(accounts):
+            g = self._groups[best[0]]
+        else:
+            gid = f"lockstep-{int(ts)}"
+            g = self._groups.get(gid)
+            if g is None:
+                g = self._groups[gid] = _Sync(gid, ts)
+        for a in accounts:
+            g.support[a] = g.support.get(a, 0) + 1
+            self._group_of.setdefault(a, g.gid)
+            run = self._run.get(a)
+            if run is not None:
+                if run[2] is not None:
+                    g.orgs[a] = run[2]
+                if run[3] is not None:
+                    g.pays[a] = run[3]
+        g.last_ts = max(g.last_ts, ts)
+        g.n_minutes += 1
+        g.days.add(minute // 1440)
+        g.log10_chance += log10p
+        g.best_log10 = min(g.best_log10, log10p)
+        g.minutes.append({"signal": f"{kind} minute", "minute_ts": ts, "observed": len(accounts),
+                          "expected": round(lam, 2), "log10_chance": round(log10p, 1)})
+        del g.minutes[:-5]
+
+    def _members(self, g: _Sync) -> list[str]:
+        need = 1 if g.n_minutes < 3 else 2
+        return sorted((a for a, s in g.support.items() if s >= need),
+                      key=lambda a: (-g.support[a], a))
+
+    def _reportable(self, g: _Sync) -> bool:
+        members = self._members(g)
+        if len(members) < self.min_members:
+            return False
+        if g.n_minutes < 2 and g.best_log10 > -self.early_log10:
+            return False
+        orgs = {g.orgs[a] for a in members if a in g.orgs}
+        # Members without a declared org count as their own.
+        n_orgs = len(orgs) + sum(1 for a in members if a not in g.orgs)
+        return n_orgs >= self.min_org_share * len(members)
+
+    def _finding(self, g: _Sync, start: float, end: float) -> Finding:
+        g.reported = True
+        members = self._members(g)
+        n = len(members)
+        orgs = {g.orgs[a] for a in members if a in g.orgs}
+        pays = {g.pays[a] for a in members if a in g.pays}
+        critical = n >= self.critical_members and len(g.days) >= self.critical_days
+        score = -g.log10_chance
+        return Finding(
+            entity_type="cluster",
+            entity_id=g.gid,
+            detector="coactivity_lockstep",
+            window_start=start,
+            window_end=end,
+            score=round(score, 1),
+            threshold=self.sync_log10,
+            severity="critical" if critical else "warning",
+            member_count=n,
+            members=members[: self.max_members],
+            member_orgs={a: g.orgs[a] for a in members[: self.max_members] if a in g.orgs},
+            evidence={
+                "features": {
+                    "members": n,
+                    "sync_minutes": g.n_minutes,
+                    "days": len(g.days),
+                    "distinct_orgs": len(orgs),
+                    "distinct_payments": len(pays),
+                    "median_support": g.support[members[n // 2]] if n else 0,
+                },
+                "baseline": {"chance_log10_per_minute": self.sync_log10,
+                             "combined_log10_chance": round(g.log10_chance, 1)},
+                "score": round(score, 1),
+                "threshold": self.sync_log10,
+                "signals": list(reversed(g.minutes)),
+            },
+        )
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.horizon_s
+        for gid in [gid for gid, g in self._groups.items() if g.last_ts < cutoff]:
+            for a in self._groups.pop(gid).support:
+                if self._group_of.get(a) == gid:
+                    del self._group_of[a]
+
+    @property
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the state (for metrics and memory tests)."""
+        return {"in_run": len(self._run), "groups": len(self._groups),
+                "grouped": len(self._group_of)}

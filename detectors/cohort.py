@@ -1,0 +1,403 @@
+"""Young accounts judged from their window, their signup cohort and the keys they share.
+
+A throwaway account (signup farming) sends a handful of requests in its whole life: it never
+builds the long-run profile that account baselines need. What gives it away is what it
+shares with other young accounts in the same days: a card used by a small cell of
+accounts, a proxy /24, a signup hour on the same hosting ASN, a prompt template — while the
+accounts come from many orgs. :class:`CohortDetector` keeps, for a sliding horizon, the
+young accounts whose few requests look like harvesting (single-turn, cut at ``max_tokens``
+or very long), links them through such keys (union-find) and reports a linked group once it
+has ``min_members`` accounts from enough distinct orgs.
+
+Benign look-alikes stay out for distinct reasons: a class or an SSO roll-out is one org
+(org diversity), its members chat (multi-turn, ordinary answers: not suspects); a popular
+app's template is mostly sent by established users (a key whose accounts are mostly old
+links nobody).
+
+State: per young suspect account (only those, only within the horizon) a small record —
+requests, harvest-like requests, org, first/last time, its group root; per link key the
+young suspects seen on it, capped at ``max_key_members``, and a capped count of the old
+accounts using it. Everything older than ``horizon_s`` is dropped at window close.
+
+Examples
+--------
+>>> det = CohortDetector(min_members=3)
+>>> def young(i):
+...     return {"account_id": f"a{i}", "ts": 600.0 * i, "age_days": 0.2, "org": f"o{i}",
+...             "requests": 4, "harvest_like": 4, "keys": ["pay:card-1", f"ip24:10.0.{i}"]}
+>>> round(det.score_one(young(0)), 3)  # alone: harvest-like, but linked to nobody yet
+0.267
+>>> for i in range(3):
+...     det.learn_one(young(i))
+>>> round(det.score_one(young(3)), 3)  # its card links it to three more
+0.8
+>>> det.learn_one(young(3))
+>>> [(f.entity_id, f.member_count, f.severity) for f in det.end_window(1800.0, 1860.0)]
+[('swarm-a0', 4, 'warning')]
+>>> old = {"account_id": "z", "ts": 0.0, "age_days": 400.0, "requests": 9, "harvest_like": 9,
+...        "keys": ["pay:card-1"]}
+>>> det.score_one(old)  # established accounts are not this detector's business
+0.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.findings import Finding
+from detectors.keys import cluster_keys, key_label
+from detectors.windows import AccountWindow
+
+__all__ = ["LINK_KINDS", "CohortDetector", "account_view", "template_bands"]
+
+#: Key kinds that can link young accounts: shared by a small operator, rarely by strangers.
+#: Plain ASN and user agent are too coarse; org is the benign case (one customer).
+LINK_KINDS = frozenset({"pay", "ip24", "cohort", "tplb"})
+
+
+def template_bands(fp: str) -> list[str]:
+    """LSH bands of a 64-bit prompt SimHash (21, 21 and 22 bits): two prompts of one template
+    (a few bits apart) agree on a whole band when the flipped bits miss it, which happens
+    for most of an account's prompts; two unrelated prompts agree on a band about once in
+    two million, so a band stays a rare key even among many accounts.
+
+    >>> template_bands("00000000000000ff")
+    ['tplb:0:000000', 'tplb:1:000000', 'tplb:2:0000ff']
+    """
+    try:
+        v = int(fp, 16)
+    except ValueError:
+        return []
+    return [f"tplb:{i}:{(v >> lo) & ((1 << (hi - lo)) - 1):06x}"
+            for i, (hi, lo) in enumerate(_BANDS)]
+
+
+_BANDS = ((64, 43), (43, 22), (22, 0))
+
+
+def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, Any]:
+    """The dict :class:`CohortDetector` and :class:`~detectors.coactivity.CoactivityDetector`
+    read for one account-window: age, org, payment, counts and link keys."""
+    ev = acc.last_event
+    keys: list[str] = []
+    age = math.nan
+    org = pay = None
+    if ev is not None:
+        for k in cluster_keys(ev):
+            if k[0] in LINK_KINDS:
+                keys.append(key_label(k))
+        if ev.account_created_ts is not None:
+            age = max(0.0, (acc.last_ts - ev.account_created_ts) / 86400.0)
+        org, pay = ev.org_id, ev.payment_fingerprint
+    for fp in (acc.fps or [])[:4]:
+        keys.extend(template_bands(fp))
+    return {
+        "account_id": account_id,
+        "ts": ts,
+        "age_days": age,
+        "org": org,
+        "payment": pay,
+        "requests": acc.requests,
+        "harvest_like": acc.harvest_like,
+        "keys": keys,
+    }
+
+
+@dataclass(slots=True)
+class _Young:
+    requests: int = 0
+    harvest: int = 0
+    org: str | None = None
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    keys: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Key:
+    members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
+    old: set[str] = field(default_factory=set)  # capped sample of old accounts
+    last_ts: float = 0.0
+
+
+@dataclass(slots=True)
+class _Group:
+    gid: str
+    first_ts: float
+    members: dict[str, float] = field(default_factory=dict)  # account -> joined ts
+    orgs: set[str] = field(default_factory=set)
+    last_join: float = 0.0
+    keys: dict[str, int] = field(default_factory=dict)  # link key -> members via it
+    reported: bool = False
+
+
+class CohortDetector:
+    """Swarms of young accounts from per-window evidence (River manners: ``learn_one`` /
+    ``score_one`` on plain dicts; groups come out of :meth:`end_window` as findings).
+
+    Parameters
+    ----------
+    young_days
+        Accounts younger than this (at their window) are judged here; older ones only tell
+        the detector which keys established customers use.
+    harvest_min
+        Shrunk share of harvest-like requests, ``harvest / (requests + 1)``, above which a
+        young account is a suspect. The +1 keeps a single long answer from making anyone a
+        suspect; a throwaway account with 2 of 2 or 3 of 4 harvest-like requests is one.
+    join_min
+        A weaker bar for joining a group that is already reported through a link key: the
+        swarm's accounts with one unlucky short answer still count.
+    min_members
+        Linked suspects needed before a group is reported.
+    min_org_share
+        Distinct orgs over members needed: one org's class or roll-out is not a swarm.
+    max_old_share
+        A key more than this share of whose accounts are established (a popular app's
+        template, a big company's egress) links nobody.
+    horizon_s
+        How long young accounts, keys and groups are remembered after their last activity.
+    hold_s
+        A group keeps being reported this long after its last new member.
+    critical_members
+        Members from which a group's finding is critical.
+    max_key_members, max_members
+        Caps on the members kept per key and listed per finding.
+    """
+
+    def __init__(
+        self,
+        young_days: float = 2.0,
+        harvest_min: float = 0.5,
+        join_min: float = 0.3,
+        min_members: int = 5,
+        min_org_share: float = 0.5,
+        max_old_share: float = 0.5,
+        horizon_s: float = 2 * 86400.0,
+        hold_s: float = 6 * 3600.0,
+        critical_members: int = 30,
+        max_key_members: int = 256,
+        max_members: int = 10_000,
+    ) -> None:
+        self.young_days = young_days
+        self.harvest_min = harvest_min
+        self.join_min = join_min
+        self.min_members = min_members
+        self.min_org_share = min_org_share
+        self.max_old_share = max_old_share
+        self.horizon_s = horizon_s
+        self.hold_s = hold_s
+        self.critical_members = critical_members
+        self.max_key_members = max_key_members
+        self.max_members = max_members
+        self._young: dict[str, _Young] = {}
+        self._keys: dict[str, _Key] = {}
+        self._parent: dict[str, str] = {}  # union-find over suspects; roots own groups
+        self._groups: dict[str, _Group] = {}
+        self._now = -math.inf
+
+    # -- River contract --------------------------------------------------------------------
+
+    def _is_young(self, x: dict[str, Any]) -> bool:
+        age = x.get("age_days", math.nan)
+        return age == age and age < self.young_days
+
+    def _evidence(self, x: dict[str, Any]) -> float:
+        rec = self._young.get(x["account_id"])
+        n = int(x.get("requests", 0)) + (rec.requests if rec else 0)
+        h = int(x.get("harvest_like", 0)) + (rec.harvest if rec else 0)
+        return h / (n + 1.0)
+
+    def score_one(self, x: dict[str, Any]) -> float:
+        """How swarm-like this young account is, 0..1: its harvest evidence, times how far
+        its group is towards ``min_members`` (0 for established accounts)."""
+        if not self._is_young(x):
+            return 0.0
+        e = self._evidence(x)
+        aid = x["account_id"]
+        size = 0
+        if aid in self._parent:
+            g = self._groups.get(self._find(aid))
+            size = len(g.members) if g else 0
+        else:
+            size = 1 + max(
+                (len(self._keys[k].members) for k in x.get("keys", ()) if k in self._keys
+                 and self._usable(self._keys[k])), default=0,
+            )
+        return e * min(1.0, size / self.min_members)
+
+    def learn_one(self, x: dict[str, Any]) -> None:
+        aid = x["account_id"]
+        ts = float(x.get("ts", 0.0))
+        self._now = max(self._now, ts)
+        keys = [k for k in x.get("keys", ()) if k.split(":", 1)[0] in LINK_KINDS]
+        if not self._is_young(x):
+            # Established users of a key: only keys a young suspect already brought in.
+            for k in keys:
+                stat = self._keys.get(k)
+                if stat is not None and len(stat.old) < self.max_key_members:
+                    stat.old.add(aid)
+            return
+        rec = self._young.get(aid)
+        if rec is None:
+            rec = self._young[aid] = _Young(first_ts=ts)
+        rec.requests += int(x.get("requests", 0))
+        rec.harvest += int(x.get("harvest_like", 0))
+        rec.last_ts = ts
+        if x.get("org") is not None:
+            rec.org = x["org"]
+        rec.keys.update(keys)
+        e = rec.harvest / (rec.requests + 1.0)
+        if e <= self.join_min:
+            return
+        linked = []
+        for k in rec.keys:
+            stat = self._keys.get(k)
+            if stat is None:
+                stat = self._keys[k] = _Key()
+            stat.last_ts = ts
+            if aid not in stat.members and len(stat.members) >= self.max_key_members:
+                continue
+            if self._usable(stat):
+                linked.extend((m, k) for m in stat.members if m != aid)
+            if e > self.harvest_min or aid in stat.members:
+                stat.members[aid] = ts
+        if e > self.harvest_min:
+            self._join(aid, rec, ts)
+            for other, k in linked:
+                self._union(aid, other, k, ts)
+        else:
+            # A weak suspect joins only a group that is already reported.
+            for other, k in linked:
+                if other in self._parent:
+                    g = self._groups.get(self._find(other))
+                    if g is not None and g.reported:
+                        self._join(aid, rec, ts)
+                        self._union(other, aid, k, ts)
+                        break
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def _usable(self, stat: _Key) -> bool:
+        n_old = len(stat.old)
+        return n_old <= self.max_old_share * (n_old + len(stat.members))
+
+    def _find(self, a: str) -> str:
+        parent = self._parent
+        while (p := parent[a]) != a:
+            parent[a] = parent[p]
+            a = parent[a]
+        return a
+
+    def _join(self, aid: str, rec: _Young, ts: float) -> None:
+        if aid in self._parent:
+            return
+        self._parent[aid] = aid
+        g = self._groups[aid] = _Group(gid=_gid(aid), first_ts=ts, last_join=ts)
+        g.members[aid] = ts
+        if rec.org is not None:
+            g.orgs.add(rec.org)
+
+    def _union(self, a: str, b: str, key: str, ts: float) -> None:
+        if b not in self._parent:
+            return
+        ra, rb = self._find(a), self._find(b)
+        if ra == rb:
+            return
+        ga, gb = self._groups[ra], self._groups[rb]
+        # The older group survives: its id (and alert) keeps growing.
+        if (gb.first_ts, gb.gid) < (ga.first_ts, ga.gid):
+            ra, rb, ga, gb = rb, ra, gb, ga
+        self._parent[rb] = ra
+        for m, t in gb.members.items():
+            ga.members.setdefault(m, t)
+        ga.orgs |= gb.orgs
+        for k, c in gb.keys.items():
+            ga.keys[k] = ga.keys.get(k, 0) + c
+        ga.keys[key] = ga.keys.get(key, 0) + 1
+        ga.last_join = max(ga.last_join, gb.last_join, ts)
+        ga.reported = ga.reported or gb.reported
+        del self._groups[rb]
+
+    def _reportable(self, g: _Group) -> bool:
+        n = len(g.members)
+        return n >= self.min_members and len(g.orgs) >= self.min_org_share * n
+
+    def end_window(self, start: float, end: float) -> list[Finding]:
+        """Findings for every reportable group still gaining members (within ``hold_s``),
+        then forget what left the horizon."""
+        out = []
+        for g in self._groups.values():
+            if end - g.last_join > self.hold_s or not self._reportable(g):
+                continue
+            g.reported = True
+            out.append(self._finding(g, start, end))
+        self._expire(end)
+        return out
+
+    def _finding(self, g: _Group, start: float, end: float) -> Finding:
+        n = len(g.members)
+        members = sorted(g.members, key=lambda m: (g.members[m], m))[: self.max_members]
+        recs = [self._young[m] for m in members if m in self._young]
+        req = sum(r.requests for r in recs)
+        harvest = sum(r.harvest for r in recs)
+        span_h = (max(g.members.values()) - g.first_ts) / 3600.0
+        top = sorted(g.keys.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        score = n / self.min_members
+        return Finding(
+            entity_type="cluster",
+            entity_id=g.gid,
+            detector="cohort_swarm",
+            window_start=start,
+            window_end=end,
+            score=round(score, 3),
+            threshold=1.0,
+            severity="critical" if n >= self.critical_members else "warning",
+            member_count=n,
+            members=members,
+            evidence={
+                "features": {
+                    "young_members": n,
+                    "distinct_orgs": len(g.orgs),
+                    "requests_per_member": round(req / max(len(recs), 1), 2),
+                    "harvest_like_share": round(harvest / max(req, 1), 3),
+                    "active_span_h": round(span_h, 2),
+                },
+                "baseline": {"min_members": self.min_members,
+                             "min_org_share": self.min_org_share},
+                "score": round(score, 3),
+                "threshold": 1.0,
+                "signals": [{"signal": f"shared {k}", "score": c} for k, c in top],
+            },
+        )
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.horizon_s
+        gone = [a for a, r in self._young.items() if r.last_ts < cutoff]
+        for a in gone:
+            for k in self._young.pop(a).keys:
+                stat = self._keys.get(k)
+                if stat is not None:
+                    stat.members.pop(a, None)
+        for k in [k for k, s in self._keys.items() if s.last_ts < cutoff]:
+            del self._keys[k]
+        # A group dies with its last join; its members leave the union-find with it (every
+        # member of a component is listed in its root's group).
+        for r in [r for r, g in self._groups.items() if g.last_join < cutoff]:
+            for m in self._groups.pop(r).members:
+                self._parent.pop(m, None)
+
+    @property
+    def tracked(self) -> dict[str, int]:
+        """Sizes of the state (for metrics and memory tests)."""
+        return {"young": len(self._young), "keys": len(self._keys),
+                "groups": len(self._groups), "linked": len(self._parent)}
+
+
+def _gid(account_id: str) -> str:
+    """Group id from its founding account: stable across replays and workers."""
+    if len(account_id) <= 24 and account_id.isascii():
+        return f"swarm-{account_id}"
+    return "swarm-" + hashlib.sha1(account_id.encode(), usedforsecurity=False).hexdigest()[:16]
