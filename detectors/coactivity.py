@@ -119,7 +119,7 @@ class CoactivityDetector:
         active account is starting a run).
     horizon_s, hold_s
         A group is forgotten this long after its last sync minute, and reported for
-        ``hold_s`` after it.
+        ``hold_s`` after it (a day and then some: one alert for a group that meets daily).
     critical_members, critical_days
         A group with this many members over this many days is critical.
     max_members
@@ -136,7 +136,7 @@ class CoactivityDetector:
         min_org_share: float = 0.5,
         warmup_minutes: int = 60,
         horizon_s: float = 7 * 86400.0,
-        hold_s: float = 3 * 3600.0,
+        hold_s: float = 26 * 3600.0,
         critical_members: int = 50,
         critical_days: int = 2,
         max_members: int = 10_000,
@@ -153,7 +153,8 @@ class CoactivityDetector:
         self.critical_members = critical_members
         self.critical_days = critical_days
         self.max_members = max_members
-        # account -> [run start minute, last active minute, org, payment]
+        # account -> [run start minute, last active minute, org, payment, first request ts,
+        # last request ts]
         self._run: dict[str, list[Any]] = {}
         self._by_last: dict[int, set[str]] = {}
         self._starts: dict[int, list[str]] = {}
@@ -168,17 +169,21 @@ class CoactivityDetector:
 
     def learn_one(self, x: dict[str, Any]) -> None:
         aid = x["account_id"]
-        m = int(float(x["ts"]) // 60.0)
+        ts = float(x["ts"])
+        m = int(ts // 60.0)
+        first = float(x.get("first_ts", ts))
+        last = float(x.get("last_ts", first))
         run = self._run.get(aid)
         if run is not None and m - run[1] <= self.gap_minutes:
             if m > run[1]:
                 self._by_last[run[1]].discard(aid)
                 run[1] = m
                 self._by_last.setdefault(m, set()).add(aid)
+            run[5] = max(run[5], last)
             return
         if run is not None:  # its stop was never judged (no window closed in between)
             self._by_last[run[1]].discard(aid)
-        self._run[aid] = [m, m, x.get("org"), x.get("payment")]
+        self._run[aid] = [m, m, x.get("org"), x.get("payment"), first, last]
         self._by_last.setdefault(m, set()).add(aid)
         self._starts.setdefault(m, []).append(aid)
 
@@ -194,14 +199,18 @@ class CoactivityDetector:
         """Judge the runs that started in this minute and those that stopped
         ``gap_minutes`` ago; return findings for the groups that are live."""
         m = int(start // 60.0)
+        run = self._run
         for s in sorted(s for s in self._starts if s <= m):
-            self._judge("start", s, self._starts.pop(s))
+            started = self._starts.pop(s)
+            self._judge("start", s, [(run[a][4], a) for a in started if a in run])
         first = self._done + 1 if self._done >= 0 else m - self.gap_minutes
         for s in range(max(first, m - self.gap_minutes - 1440), m - self.gap_minutes + 1):
             stopped = self._by_last.pop(s, set())
+            timed = sorted((run[a][5], a) for a in stopped)
+            self._judge("stop", s, timed)
             for a in stopped:
-                self._run.pop(a, None)
-            self._judge("stop", s, sorted(stopped))
+                # Its org and payment stay with the group (if any) that this stop joined.
+                del run[a]
         self._done = max(self._done, m - self.gap_minutes)
         self._minutes += 1
         out = [self._finding(g, start, end) for g in self._groups.values()
@@ -212,20 +221,20 @@ class CoactivityDetector:
     def _expected(self, kind: str, minute: int) -> float:
         return max(self._rate[kind], self._hourly[kind][minute % 60], 0.5)
 
-    def _judge(self, kind: str, minute: int, accounts: list[str]) -> None:
-        k = len(accounts)
+    def _judge(self, kind: str, minute: int, timed: list[tuple[float, str]]) -> None:
+        k = len(timed)
         lam = self._expected(kind, minute)
         if self._minutes >= self.warmup_minutes and k >= self.min_token:
             log10p = poisson_tail_log10(k, lam)
             if log10p <= -self.sync_log10:
-                self._sync(kind, minute, accounts, lam, log10p)
+                self._sync(kind, minute, _core(timed, k - lam), k, lam, log10p)
         # Learn the rate with the spike clipped: a group must not hide its next session.
         c = min(float(k), lam + 3.0 * math.sqrt(lam) + 1.0)
         self._rate[kind] += 0.05 * (c - self._rate[kind])
         h = self._hourly[kind]
         h[minute % 60] += 0.3 * (c - h[minute % 60])
 
-    def _sync(self, kind: str, minute: int, accounts: list[str], lam: float,
+    def _sync(self, kind: str, minute: int, accounts: list[str], k: int, lam: float,
               log10p: float) -> None:
         votes: dict[str, int] = {}
         for a in accounts:
@@ -255,8 +264,9 @@ class CoactivityDetector:
         g.days.add(minute // 1440)
         g.log10_chance += log10p
         g.best_log10 = min(g.best_log10, log10p)
-        g.minutes.append({"signal": f"{kind} minute", "minute_ts": ts, "observed": len(accounts),
-                          "expected": round(lam, 2), "log10_chance": round(log10p, 1)})
+        g.minutes.append({"signal": f"{kind} minute", "minute_ts": ts, "observed": k,
+                          "expected": round(lam, 2), "log10_chance": round(log10p, 1),
+                          "core_accounts": len(accounts)})
         del g.minutes[:-5]
 
     def _members(self, g: _Sync) -> list[str]:
@@ -324,3 +334,18 @@ class CoactivityDetector:
         """Sizes of the state (for metrics and memory tests)."""
         return {"in_run": len(self._run), "groups": len(self._groups),
                 "grouped": len(self._group_of)}
+
+
+def _core(timed: list[tuple[float, str]], excess: float) -> list[str]:
+    """The accounts of a sync minute that are in step: the tightest span of request times
+    holding the excess over chance (accounts that landed in the minute by chance are spread
+    over all of it; a scheduler's are within its jitter).
+
+    >>> _core([(0.5, "x"), (20.0, "a"), (21.0, "b"), (22.5, "c"), (50.0, "y")], 3)
+    ['a', 'b', 'c']
+    """
+    timed = sorted(timed)
+    need = max(2, min(len(timed), math.ceil(excess)))
+    best = min(range(len(timed) - need + 1), key=lambda i: timed[i + need - 1][0] - timed[i][0])
+    lo, hi = timed[best][0] - 1.0, timed[best + need - 1][0] + 1.0
+    return [a for t, a in timed if lo <= t <= hi]

@@ -100,6 +100,8 @@ def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, An
         "age_days": age,
         "org": org,
         "payment": pay,
+        "first_ts": acc.first_ts,
+        "last_ts": acc.last_ts,
         "requests": acc.requests,
         "harvest_like": acc.harvest_like,
         "keys": keys,
@@ -160,7 +162,8 @@ class CohortDetector:
     horizon_s
         How long young accounts, keys and groups are remembered after their last activity.
     hold_s
-        A group keeps being reported this long after its last new member.
+        A group keeps being reported this long after its last new member: one alert for a
+        campaign that sends a wave a day, not one per wave.
     critical_members
         Members from which a group's finding is critical.
     max_key_members, max_members
@@ -176,7 +179,7 @@ class CohortDetector:
         min_org_share: float = 0.5,
         max_old_share: float = 0.5,
         horizon_s: float = 2 * 86400.0,
-        hold_s: float = 6 * 3600.0,
+        hold_s: float = 2 * 86400.0,
         critical_members: int = 30,
         max_key_members: int = 256,
         max_members: int = 10_000,

@@ -1,0 +1,145 @@
+"""CohortDetector: young harvest-like accounts linked by shared keys across orgs are a
+swarm; one org, chatty newcomers and a popular app's template are not."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import random
+
+from detectors.cohort import CohortDetector, account_view, template_bands
+from detectors.events import Event
+from detectors.windows import AccountWindow
+
+T0 = 100 * 86400.0
+
+
+def _young(i: int, ts: float, *, org: str | None = None, keys: list[str] | None = None,
+           requests: int = 4, harvest: int = 4, age: float = 0.3) -> dict:
+    return {"account_id": f"s{i:03d}", "ts": ts, "age_days": age,
+            "org": org if org is not None else f"org-{i}", "requests": requests,
+            "harvest_like": harvest,
+            "keys": keys if keys is not None else [f"pay:card-{i // 4}", "ip24:45.1.2"]}
+
+
+def _run(det: CohortDetector, xs: list[dict]) -> list:
+    found = []
+    for x in xs:
+        det.learn_one(x)
+        found += det.end_window(x["ts"], x["ts"] + 60.0)
+    return found
+
+
+def test_swarm_across_orgs_is_one_group_with_a_stable_id() -> None:
+    det = CohortDetector(min_members=5)
+    xs = [_young(i, T0 + 300.0 * i) for i in range(40)]
+    found = _run(det, xs)
+    assert found, "a swarm of 40 linked harvest-like young accounts must be reported"
+    first = found[0]
+    # Reported once it had min_members, i.e. after the fifth account (25 minutes here).
+    assert first.window_start == T0 + 300.0 * 4
+    assert first.detector == "cohort_swarm" and first.entity_type == "cluster"
+    assert {f.entity_id for f in found} == {"swarm-s000"}
+    assert found[-1].member_count == 40 and set(found[-1].members) == {x["account_id"] for x in xs}
+    assert found[-1].severity == "critical"  # >= critical_members
+    assert found[-1].evidence["features"]["distinct_orgs"] == 40
+
+
+def test_one_org_is_not_a_swarm_even_when_linked_and_harvest_like() -> None:
+    det = CohortDetector(min_members=5)
+    assert _run(det, [_young(i, T0 + 60.0 * i, org="university") for i in range(200)]) == []
+    # The switch: the same accounts in their own orgs are reported.
+    det = CohortDetector(min_members=5)
+    assert _run(det, [_young(i, T0 + 60.0 * i) for i in range(200)])
+
+
+def test_chatty_newcomers_are_not_suspects() -> None:
+    det = CohortDetector(min_members=5)
+    # Multi-turn users: one long answer in five requests.
+    xs = [_young(i, T0 + 60.0 * i, requests=5, harvest=1) for i in range(100)]
+    assert _run(det, xs) == []
+    # A single request never makes a suspect, however long its answer (1 / (1 + 1)).
+    xs = [_young(i, T0 + 60.0 * i, requests=1, harvest=1) for i in range(100)]
+    assert _run(det, xs) == []
+
+
+def test_established_users_make_a_key_useless_for_linking() -> None:
+    det = CohortDetector(min_members=5)
+    found = []
+    for i in range(30):
+        ts = T0 + 60.0 * i
+        x = _young(i, ts, keys=["tplb:0:abcdef"])
+        det.learn_one(x)
+        # Many established users send the same template (a popular app).
+        for j in range(3):
+            det.learn_one({"account_id": f"old{i}-{j}", "ts": ts, "age_days": 300.0,
+                           "requests": 2, "harvest_like": 0, "keys": ["tplb:0:abcdef"]})
+        found += det.end_window(ts, ts + 60.0)
+    assert found == []
+
+
+def test_weak_accounts_join_only_a_reported_group() -> None:
+    det = CohortDetector(min_members=5)
+    # Weak evidence (2 of 4 harvest-like) alone: nothing.
+    assert _run(det, [_young(i, T0 + 60.0 * i, harvest=2) for i in range(20)]) == []
+    det = CohortDetector(min_members=5)
+    found = _run(det, [_young(i, T0 + 60.0 * i) for i in range(6)])
+    found += _run(det, [_young(i, T0 + 600.0 + 60.0 * i, harvest=2) for i in range(6, 12)])
+    assert found[-1].member_count == 12
+
+
+def test_score_is_graded_and_zero_for_established_accounts() -> None:
+    det = CohortDetector(min_members=5)
+    x0 = _young(0, T0)
+    assert det.score_one(x0) > 0.0  # scoring before any learning works
+    lone = det.score_one(x0)
+    for i in range(1, 5):
+        det.learn_one(_young(i, T0 + 60.0 * i))
+    assert det.score_one(x0) > lone
+    assert det.score_one({**x0, "age_days": 400.0}) == 0.0
+    assert det.score_one({**x0, "age_days": float("nan")}) == 0.0
+    before = copy.deepcopy(x0)
+    det.score_one(x0)
+    assert x0 == before  # inputs are not mutated
+
+
+def test_state_is_dropped_after_the_horizon() -> None:
+    det = CohortDetector(min_members=5, horizon_s=3600.0, hold_s=600.0)
+    _run(det, [_young(i, T0 + 30.0 * i) for i in range(50)])
+    assert det.tracked["young"] == 50
+    det.end_window(T0 + 10 * 3600.0, T0 + 10 * 3600.0 + 60.0)
+    assert det.tracked == {"young": 0, "keys": 0, "groups": 0, "linked": 0}
+    # And it works again afterwards, as a new group.
+    found = _run(det, [_young(100 + i, T0 + 11 * 3600.0 + 60.0 * i) for i in range(6)])
+    assert found and found[0].entity_id == "swarm-s100"
+
+
+def test_same_input_same_findings_and_pickle_round_trip() -> None:
+    rng = random.Random(4)
+    xs = [_young(i, T0 + 60.0 * i, keys=[f"pay:c{rng.randint(0, 3)}"]) for i in range(30)]
+    a, b = CohortDetector(), CohortDetector()
+    fa = [(f.entity_id, f.member_count) for f in _run(a, xs)]
+    fb = [(f.entity_id, f.member_count) for f in _run(b, xs)]
+    assert fa == fb and fa
+    c = pickle.loads(pickle.dumps(a))
+    x = _young(99, T0 + 3600.0, keys=["pay:c1"])
+    assert c.score_one(x) == a.score_one(x)
+
+
+def test_account_view_keys_and_template_bands() -> None:
+    acc = AccountWindow()
+    for k in range(3):
+        acc.add(Event("a1", T0 + k, "m", 100, 2048, stop_reason="max_tokens", turn=1,
+                      ip="45.1.2.3", asn=16509, payment_fingerprint="pm_1", org_id="org-a",
+                      account_created_ts=T0 - 7200.0,
+                      prompt_fingerprint=f"{0x0123456789abcdef ^ (1 << k):016x}"))
+    x = account_view("a1", acc, T0)
+    assert x["harvest_like"] == 3 and x["requests"] == 3
+    assert abs(x["age_days"] - (7202.0 / 86400.0)) < 1e-9
+    assert "pay:pm_1" in x["keys"] and "ip24:45.1.2" in x["keys"]
+    assert any(k.startswith("cohort:") for k in x["keys"])
+    assert not any(k.startswith(("asn:", "org:")) for k in x["keys"])
+    # Bits 0-2 flipped: the two upper bands are the template's, exactly.
+    bands = template_bands("0123456789abcdef")
+    assert bands[0] in x["keys"] and bands[1] in x["keys"]
+    assert template_bands("not-hex") == []
