@@ -17,9 +17,14 @@ chance below ``10**-early_log10`` are reported at once, so a group is found with
 of its first session) and its members come from enough distinct orgs: one customer's
 service accounts fired by one cron, or one lab's evaluation keys, are the benign case.
 
-State per account: only while it is in a run — the run's first and last minute, org and
-payment (a few dozen bytes); an account that stopped holds nothing but, if it is in a group,
-its support count there. Groups are dropped ``horizon_s`` after their last sync minute.
+Runs that start (or stop) exactly 15, 30, 60, 120 or 180 minutes after the account's
+previous run are a timer's and are not counted: many independent customers' cron jobs fire
+at minute 0 of every hour, which is synchrony without coordination.
+
+State per account: while it is in a run, the run's first and last minute, org, payment and
+the times of its first and last request (a few dozen bytes); for about three hours after a
+run, its start and stop minute; if it is in a group, its support count there. Groups are
+dropped ``horizon_s`` after their last sync minute.
 
 Examples
 --------
@@ -65,6 +70,12 @@ from detectors.findings import Finding
 __all__ = ["CoactivityDetector", "poisson_tail_log10"]
 
 _LN10 = math.log(10.0)
+#: Minutes between two runs of one account that mark a timer (cron every 15/30/60/120/180
+#: minutes): such runs are not counted. Hundreds of independent customers' jobs start at
+#: minute 0 of every hour; a lockstep operator's sessions come at irregular times.
+_CRON_PERIODS = frozenset({15, 30, 60, 120, 180})
+#: How long the previous run is remembered (the longest period above, and then some).
+_PREV_MINUTES = 200
 
 
 def poisson_tail_log10(k: int, lam: float) -> float:
@@ -164,6 +175,10 @@ class CoactivityDetector:
         self._done = -1  # last minute whose stops were judged
         self._groups: dict[str, _Sync] = {}
         self._group_of: dict[str, str] = {}
+        # account -> (start minute, stop minute) of its previous run, for a few hours: a run
+        # that starts or stops a whole cron period after the previous one is a timer's.
+        self._prev: dict[str, tuple[int, int]] = {}
+        self._prune_at = 0
 
     # -- River contract --------------------------------------------------------------------
 
@@ -185,7 +200,9 @@ class CoactivityDetector:
             self._by_last[run[1]].discard(aid)
         self._run[aid] = [m, m, x.get("org"), x.get("payment"), first, last]
         self._by_last.setdefault(m, set()).add(aid)
-        self._starts.setdefault(m, []).append(aid)
+        prev = self._prev.get(aid)
+        if prev is None or (m - prev[0]) not in _CRON_PERIODS:
+            self._starts.setdefault(m, []).append(aid)
 
     def score_one(self, x: dict[str, Any]) -> float:
         """The account's support: sync minutes it shared with its group (0 if none)."""
@@ -206,11 +223,13 @@ class CoactivityDetector:
         first = self._done + 1 if self._done >= 0 else m - self.gap_minutes
         for s in range(max(first, m - self.gap_minutes - 1440), m - self.gap_minutes + 1):
             stopped = self._by_last.pop(s, set())
-            timed = sorted((run[a][5], a) for a in stopped)
+            prev = self._prev
+            timed = sorted((run[a][5], a) for a in stopped
+                           if a not in prev or (s - prev[a][1]) not in _CRON_PERIODS)
             self._judge("stop", s, timed)
             for a in stopped:
                 # Its org and payment stay with the group (if any) that this stop joined.
-                del run[a]
+                prev[a] = (run.pop(a)[0], s)
         self._done = max(self._done, m - self.gap_minutes)
         self._minutes += 1
         out = [self._finding(g, start, end) for g in self._groups.values()
@@ -323,6 +342,10 @@ class CoactivityDetector:
         )
 
     def _expire(self, now: float) -> None:
+        m = int(now // 60.0)
+        if m >= self._prune_at:
+            self._prune_at = m + 60
+            self._prev = {a: p for a, p in self._prev.items() if m - p[1] <= _PREV_MINUTES}
         cutoff = now - self.horizon_s
         for gid in [gid for gid, g in self._groups.items() if g.last_ts < cutoff]:
             for a in self._groups.pop(gid).support:
@@ -332,8 +355,8 @@ class CoactivityDetector:
     @property
     def tracked(self) -> dict[str, int]:
         """Sizes of the state (for metrics and memory tests)."""
-        return {"in_run": len(self._run), "groups": len(self._groups),
-                "grouped": len(self._group_of)}
+        return {"in_run": len(self._run), "recent_runs": len(self._prev),
+                "groups": len(self._groups), "grouped": len(self._group_of)}
 
 
 def _core(timed: list[tuple[float, str]], excess: float) -> list[str]:

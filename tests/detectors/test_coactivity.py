@@ -83,11 +83,22 @@ def test_lockstep_group_found_within_minutes_with_its_members_only() -> None:
 
 
 def test_one_org_fleet_is_benign_and_the_switch_both_ways() -> None:
-    sessions = tuple((60 * h + 7, 60 * h + 8) for h in range(2, 20))
+    # Irregular sessions (not a timer): only the org tells a fleet from a campaign.
+    sessions = ((130, 131), (377, 378), (601, 603), (950, 951))
     det = CoactivityDetector()
     assert _stream(det, 20 * 60, group=40, sessions=sessions, org_of=lambda i: "acme") == []
     det = CoactivityDetector(min_org_share=0.0)
     assert _stream(det, 20 * 60, group=40, sessions=sessions, org_of=lambda i: "acme")
+
+
+def test_hourly_timers_of_many_orgs_are_not_lockstep() -> None:
+    # Forty independent customers' jobs at minute 0 of every hour, from before the stream.
+    hourly = tuple((60 * h, 60 * h + 1) for h in range(0, 20))
+    det = CoactivityDetector()
+    assert _stream(det, 20 * 60, group=40, sessions=hourly) == []
+    # The same accounts at irregular times are a group.
+    det = CoactivityDetector()
+    assert _stream(det, 20 * 60, group=40, sessions=((130, 131), (377, 378), (601, 603)))
 
 
 def test_warmup_hides_the_start_of_the_stream() -> None:
@@ -105,7 +116,7 @@ def test_run_state_is_released_when_runs_stop() -> None:
     # After a long silence, nothing is kept for anyone.
     for m in range(300, 300 + 24 * 60, 30):
         det.end_window(T0 + m * 60.0, T0 + m * 60.0 + 60.0)
-    assert det.tracked == {"in_run": 0, "groups": 0, "grouped": 0}
+    assert det.tracked == {"in_run": 0, "recent_runs": 0, "groups": 0, "grouped": 0}
 
 
 def test_score_is_support_and_works_before_learning() -> None:
