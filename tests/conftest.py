@@ -109,6 +109,17 @@ class WorkerProcess:
                 time.sleep(0.2)
         raise AssertionError(f"worker metrics not up in {timeout}s:\n{self.log()}")
 
+    def diagnosis(self) -> str:
+        """What a failed wait needs: the worker's own counters and gauges, then its log."""
+        try:
+            lines = [
+                ln for ln in self.metrics_text().splitlines()
+                if ln.startswith("distillwatch_") and "_bucket{" not in ln
+            ]
+        except OSError as err:
+            lines = [f"(metrics unreadable: {err})"]
+        return "metrics:\n" + "\n".join(lines) + "\nworker log:\n" + self.log()
+
     def log(self, tail: int | None = 5000) -> str:
         """The worker's output: its last ``tail`` characters, or all of it."""
         self._log.flush()

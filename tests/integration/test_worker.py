@@ -84,7 +84,7 @@ def test_worker_alerts_dlq_metrics_and_redelivery(broker, worker_factory):
         timeout=120,  # returns as soon as it holds; the margin is for a loaded CI machine
     )
     ramp = [a for a in _opened(alerts) if a["entity_id"] == "ramp-1"]
-    assert ramp, f"no alert for the ramping account; worker log:\n{worker.log()}"
+    assert ramp, f"no alert for the ramping account; {worker.diagnosis()}"
     ev = ramp[0]["evidence"]
     # Simulated windows straddle the worker's epoch-aligned ones: the first ramp window the
     # worker sees may hold only part of the ramp, but it is still several times the baseline.
