@@ -9,13 +9,20 @@ by the minute they start and the minute they stop — an exact-match LSH whose k
 run boundaries. Independent accounts start and stop runs at scattered minutes: a bucket
 holds about as many accounts as a Poisson draw with the recent rate of starts (or stops)
 per minute, learned both locally and per minute of the hour (hourly crons are a seasonal
-rate, not a surprise). A bucket far above that (Chernoff bound on the Poisson tail below
-``sync_log10``) is a *sync minute*; sync minutes whose accounts overlap are one group, and
-an account's support is the number of its group's sync minutes it took part in. The group
-is reported once it has ``min_members`` supported members (members of one sync minute with a
-chance below ``10**-early_log10`` are reported at once, so a group is found within minutes
-of its first session) and its members come from enough distinct orgs: one customer's
-service accounts fired by one cron, or one lab's evaluation keys, are the benign case.
+rate, not a surprise). A bucket above that (Chernoff bound on the Poisson tail below
+``10**-mild_log10``) is a *sync minute*; its accounts in step (the tightest span of their
+request times that holds the excess over chance) join the group most of them already
+belong to, or found a new one. The group's evidence is the sum of log10 chances: of its
+founding minute, then for each later minute of either its own count (below
+``10**-sync_log10``) or of its overlap with the group (how many of its accounts are
+already members, against what random accounts drawn from the recently active ones would
+give), whichever is smaller. A large group in step is thus reported at its first start
+minute; a small or loosely timed one (a minute spike that chance could give now and then)
+once the same accounts recur. An account's support is the number of its group's sync
+minutes it took part in. The group is reported once its evidence is below
+``10**-early_log10``, it has ``min_members`` supported members, and its members come from
+enough distinct orgs: one customer's service accounts fired by one cron, or one lab's
+evaluation keys, are the benign case.
 
 Runs that start (or stop) exactly 15, 30, 60, 120 or 180 minutes after the account's
 previous run are a timer's and are not counted: many independent customers' cron jobs fire
@@ -101,7 +108,7 @@ class _Sync:
     n_minutes: int = 0
     days: set[int] = field(default_factory=set)
     log10_chance: float = 0.0
-    best_log10: float = 0.0
+    first_log10: float = 0.0  # the founding minute's own chance
     reported: bool = False
 
 
@@ -117,10 +124,15 @@ class CoactivityDetector:
         stop is known only this long after it happened.
     min_token
         Accounts a bucket needs before its chance is even computed.
+    mild_log10
+        A bucket whose Poisson chance is below ``10**-mild_log10`` is a sync minute: it founds
+        or joins a group, but chance gives one now and then, so alone it reports nothing.
     sync_log10
-        A bucket whose Poisson chance is below ``10**-sync_log10`` is a sync minute.
+        A sync minute this unlikely by its own count joins the group most of its accounts
+        are in even when the overlap alone would not say so.
     early_log10
-        A group with a sync minute this unlikely is reported after that one minute.
+        Combined log10 chance a group needs to be reported (a single minute of 36 accounts
+        where 3 are expected is enough).
     min_members
         Supported members a group needs to be reported.
     min_org_share
@@ -141,6 +153,7 @@ class CoactivityDetector:
         self,
         gap_minutes: int = 15,
         min_token: int = 10,
+        mild_log10: float = 4.0,
         sync_log10: float = 8.0,
         early_log10: float = 15.0,
         min_members: int = 20,
@@ -154,6 +167,7 @@ class CoactivityDetector:
     ) -> None:
         self.gap_minutes = gap_minutes
         self.min_token = min_token
+        self.mild_log10 = mild_log10
         self.sync_log10 = sync_log10
         self.early_log10 = early_log10
         self.min_members = min_members
@@ -245,7 +259,7 @@ class CoactivityDetector:
         lam = self._expected(kind, minute)
         if self._minutes >= self.warmup_minutes and k >= self.min_token:
             log10p = poisson_tail_log10(k, lam)
-            if log10p <= -self.sync_log10:
+            if log10p <= -self.mild_log10:
                 self._sync(kind, minute, _core(timed, k - lam), k, lam, log10p)
         # Learn the rate with the spike clipped: a group must not hide its next session.
         c = min(float(k), lam + 3.0 * math.sqrt(lam) + 1.0)
@@ -262,9 +276,22 @@ class CoactivityDetector:
                 votes[gid] = votes.get(gid, 0) + 1
         best = max(votes.items(), key=lambda kv: (kv[1], kv[0]), default=None)
         ts = minute * 60.0
+        g = None
+        overlap: dict[str, Any] = {}
+        evidence = log10p
         if best is not None and best[1] >= 0.3 * len(accounts):
-            g = self._groups[best[0]]
-        else:
+            cand = self._groups[best[0]]
+            # Random accounts drawn from the recently active ones would share this many
+            # members with the group.
+            active = max(len(self._run) + len(self._prev), len(cand.support) + len(accounts))
+            expected = len(accounts) * len(cand.support) / active
+            ov = poisson_tail_log10(best[1], expected)
+            if ov <= -self.mild_log10 or log10p <= -self.sync_log10:
+                g = cand
+                evidence = min(ov, log10p)
+                overlap = {"overlap": best[1], "overlap_expected": round(expected, 2),
+                           "overlap_log10_chance": round(ov, 1)}
+        if g is None:
             gid = f"lockstep-{int(ts)}"
             g = self._groups.get(gid)
             if g is None:
@@ -281,15 +308,20 @@ class CoactivityDetector:
         g.last_ts = max(g.last_ts, ts)
         g.n_minutes += 1
         g.days.add(minute // 1440)
-        g.log10_chance += log10p
-        g.best_log10 = min(g.best_log10, log10p)
+        if g.n_minutes == 1:
+            g.first_log10 = log10p
+        g.log10_chance += evidence
         g.minutes.append({"signal": f"{kind} minute", "minute_ts": ts, "observed": k,
                           "expected": round(lam, 2), "log10_chance": round(log10p, 1),
-                          "core_accounts": len(accounts)})
+                          "core_accounts": len(accounts), **overlap})
         del g.minutes[:-5]
 
     def _members(self, g: _Sync) -> list[str]:
-        need = 1 if g.n_minutes < 3 else 2
+        # Everyone of a founding minute that is proof by itself (found early, a few chance
+        # co-starters included); otherwise, and from the third sync minute on, only the
+        # accounts that recurred.
+        strong = g.n_minutes < 3 and g.first_log10 <= -self.early_log10
+        need = 1 if strong else 2
         return sorted((a for a, s in g.support.items() if s >= need),
                       key=lambda a: (-g.support[a], a))
 
@@ -297,7 +329,7 @@ class CoactivityDetector:
         members = self._members(g)
         if len(members) < self.min_members:
             return False
-        if g.n_minutes < 2 and g.best_log10 > -self.early_log10:
+        if g.log10_chance > -self.early_log10:
             return False
         orgs = {g.orgs[a] for a in members if a in g.orgs}
         # Members without a declared org count as their own.
@@ -319,7 +351,7 @@ class CoactivityDetector:
             window_start=start,
             window_end=end,
             score=round(score, 1),
-            threshold=self.sync_log10,
+            threshold=self.early_log10,
             severity="critical" if critical else "warning",
             member_count=n,
             members=members[: self.max_members],
@@ -333,10 +365,11 @@ class CoactivityDetector:
                     "distinct_payments": len(pays),
                     "median_support": g.support[members[n // 2]] if n else 0,
                 },
-                "baseline": {"chance_log10_per_minute": self.sync_log10,
+                "baseline": {"sync_minute_log10_chance": -self.mild_log10,
+                             "report_log10_chance": -self.early_log10,
                              "combined_log10_chance": round(g.log10_chance, 1)},
                 "score": round(score, 1),
-                "threshold": self.sync_log10,
+                "threshold": self.early_log10,
                 "signals": list(reversed(g.minutes)),
             },
         )

@@ -132,3 +132,16 @@ def test_poisson_tail_bound() -> None:
     vals = [poisson_tail_log10(k, 4.0) for k in (10, 20, 40)]
     assert vals[0] > vals[1] > vals[2]
     assert poisson_tail_log10(40, 20.0) > poisson_tail_log10(40, 4.0)
+
+
+def test_loosely_timed_group_is_found_when_it_recurs_and_lists_only_recurring_accounts() -> None:
+    # 22 accounts whose starts spread over two minutes: no single minute is proof by itself.
+    det = CoactivityDetector(min_members=15)
+    sessions = ((200, 230), (700, 720), (1300, 1340), (1900, 1930))
+    found = _stream(det, 33 * 60, group=22, sessions=sessions, jitter_s=100.0,
+                    background=1500, seed=3)
+    assert found
+    assert found[0].window_start > T0 + 230 * 60.0  # not at the first start: needed recurrence
+    members = set(found[-1].members)
+    assert len(members & {f"g{i}" for i in range(22)}) >= 15
+    assert len(members - {f"g{i}" for i in range(22)}) <= 2
