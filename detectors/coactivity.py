@@ -128,8 +128,9 @@ class CoactivityDetector:
         A bucket whose Poisson chance is below ``10**-mild_log10`` is a sync minute: it founds
         or joins a group, but chance gives one now and then, so alone it reports nothing.
     sync_log10
-        A sync minute this unlikely by its own count joins the group most of its accounts
-        are in even when the overlap alone would not say so.
+        A sync minute joins the group most of its accounts are in when its own chance times
+        that of its overlap with the group is below ``10**-sync_log10`` (or the overlap
+        alone is below ``10**-mild_log10``).
     early_log10
         Combined log10 chance a group needs to be reported (a single minute of 36 accounts
         where 3 are expected is enough).
@@ -286,7 +287,8 @@ class CoactivityDetector:
             active = max(len(self._run) + len(self._prev), len(cand.support) + len(accounts))
             expected = len(accounts) * len(cand.support) / active
             ov = poisson_tail_log10(best[1], expected)
-            if ov <= -self.mild_log10 or log10p <= -self.sync_log10:
+            # Joint chance: this minute's count and its overlap with the group.
+            if ov <= -self.mild_log10 or log10p + min(ov, 0.0) <= -self.sync_log10:
                 g = cand
                 evidence = min(ov, log10p)
                 overlap = {"overlap": best[1], "overlap_expected": round(expected, 2),
@@ -296,6 +298,16 @@ class CoactivityDetector:
             g = self._groups.get(gid)
             if g is None:
                 g = self._groups[gid] = _Sync(gid, ts)
+        else:
+            # A candidate founded by part of one session (its start split over two minutes)
+            # is the same group when this minute brings most of its own accounts along.
+            for gid, v in votes.items():
+                h = self._groups.get(gid)
+                if h is None or h is g or h.reported:
+                    continue
+                own = sum(1 for a in h.support if self._group_of.get(a) == gid)
+                if v >= 0.5 * own:
+                    self._absorb(g, h)
         for a in accounts:
             g.support[a] = g.support.get(a, 0) + 1
             self._group_of.setdefault(a, g.gid)
@@ -315,6 +327,21 @@ class CoactivityDetector:
                           "expected": round(lam, 2), "log10_chance": round(log10p, 1),
                           "core_accounts": len(accounts), **overlap})
         del g.minutes[:-5]
+
+    def _absorb(self, g: _Sync, h: _Sync) -> None:
+        """Fold candidate group ``h`` into ``g`` (its chance is not added: it was founded by
+        part of a session ``g`` already counts)."""
+        for a, c in h.support.items():
+            g.support[a] = g.support.get(a, 0) + c
+            if self._group_of.get(a) == h.gid:
+                self._group_of[a] = g.gid
+        g.orgs.update(h.orgs)
+        g.pays.update(h.pays)
+        g.n_minutes += h.n_minutes
+        g.days |= h.days
+        g.last_ts = max(g.last_ts, h.last_ts)
+        g.minutes = sorted(g.minutes + h.minutes, key=lambda m: m["minute_ts"])[-5:]
+        del self._groups[h.gid]
 
     def _members(self, g: _Sync) -> list[str]:
         # Everyone of a founding minute that is proof by itself (found early, a few chance
