@@ -12,7 +12,7 @@ import pytest
 
 from streams.sinks.envelope import delivery_id
 from tests.conftest import isolated_topics, produce, read_topic
-from tests.integration.test_worker import _traffic
+from tests.integration.test_worker import WINDOW_S, _traffic, history_start
 from tests.sinks.helpers import SUSPEND_ANY_ACCOUNT_POLICY, wait_until
 from tests.sinks.receivers import SlackReceiver, WebhookReceiver
 
@@ -23,7 +23,8 @@ HOOK_SECRET = "e2e-hook-S3CRET"
 
 
 def _more(now: float) -> list[tuple[bytes, bytes]]:
-    """Two more windows from now: benign accounts as before, the ramp 4x harder."""
+    """Three more windows from ``now`` (a window boundary): benign accounts as before, the
+    ramp 4x harder."""
     rng = random.Random(11)
     out = []
     for w in range(3):
@@ -82,7 +83,8 @@ def test_campaign_to_one_slack_message_webhooks_and_audit(broker, worker_factory
         now = time.time()
         # 40 s of history, the ramp, and the ramp going on 4x harder for 6 s more (event times
         # up to now + 6 s): one incident whose alert opens and is then updated.
-        produce(broker, topics.requests, _traffic(now) + _more(now))
+        produce(broker, topics.requests,
+                _traffic(now) + _more(history_start(now) + 20 * WINDOW_S))
 
         def ramp(records):
             return [r for r in records if r.get("entity_id") == "ramp-1"]
