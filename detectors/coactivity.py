@@ -8,10 +8,12 @@ idle ones and stops at the last active minute before the next such gap) into buc
 by the minute they start and the minute they stop — an exact-match LSH whose keys are the
 run boundaries. Independent accounts start and stop runs at scattered minutes: a bucket
 holds about as many accounts as a Poisson draw with the recent rate of starts (or stops)
-per minute, learned both locally and per minute of the hour (hourly crons are a seasonal
-rate, not a surprise). A bucket above that (Chernoff bound on the Poisson tail below
-``10**-mild_log10``) is a *sync minute*; its accounts in step (the tightest span of their
-request times that holds the excess over chance) join the group most of them already
+per minute, learned locally (a slow EW and the median of the last ten minutes, so a
+sustained rise of many different accounts is a new rate within minutes, not a sync) and per
+minute of the hour (hourly crons are a seasonal rate, not a surprise). A bucket above that
+(Chernoff bound on the Poisson tail below ``10**-mild_log10``) is a *sync minute*; its
+accounts in step (the tightest span of their request times that holds the excess over
+chance) join the group most of them already
 belong to, or found a new one. The group's evidence is the sum of log10 chances: of its
 founding minute, then for each later minute of either its own count (below
 ``10**-sync_log10``) or of its overlap with the group (how many of its accounts are
@@ -56,7 +58,7 @@ chance.
 ('lockstep-6000', 33, 1)
 >>> s = f.evidence["signals"][0]
 >>> s["observed"], s["expected"], s["log10_chance"]
-(33, 2.98, -21.4)
+(33, 3.0, -21.3)
 
 Once the group has repeated (start and stop of session one, start of session two), only
 accounts seen in at least two of its sync minutes are listed.
@@ -69,6 +71,7 @@ accounts seen in at least two of its sync minutes are listed.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +189,10 @@ class CoactivityDetector:
         self._starts: dict[int, list[str]] = {}
         self._rate = {"start": 0.0, "stop": 0.0}
         self._hourly = {"start": [0.0] * 60, "stop": [0.0] * 60}
+        # Raw counts of the last ten judged minutes: their median follows a sustained rise
+        # (a ramp of many different accounts) within minutes, a one-minute spike not at all.
+        self._recent: dict[str, deque[int]] = {"start": deque(maxlen=10),
+                                               "stop": deque(maxlen=10)}
         self._minutes = 0
         self._done = -1  # last minute whose stops were judged
         self._groups: dict[str, _Sync] = {}
@@ -253,7 +260,9 @@ class CoactivityDetector:
         return out
 
     def _expected(self, kind: str, minute: int) -> float:
-        return max(self._rate[kind], self._hourly[kind][minute % 60], 0.5)
+        recent = self._recent[kind]
+        med = sorted(recent)[len(recent) // 2] if len(recent) >= 5 else 0.0
+        return max(self._rate[kind], self._hourly[kind][minute % 60], float(med), 0.5)
 
     def _judge(self, kind: str, minute: int, timed: list[tuple[float, str]]) -> None:
         k = len(timed)
@@ -262,6 +271,7 @@ class CoactivityDetector:
             log10p = poisson_tail_log10(k, lam)
             if log10p <= -self.mild_log10:
                 self._sync(kind, minute, _core(timed, k - lam), k, lam, log10p)
+        self._recent[kind].append(k)
         # Learn the rate with the spike clipped: a group must not hide its next session.
         c = min(float(k), lam + 3.0 * math.sqrt(lam) + 1.0)
         self._rate[kind] += 0.05 * (c - self._rate[kind])
