@@ -356,9 +356,10 @@ class CoactivityDetector:
     def _members(self, g: _Sync) -> list[str]:
         # Everyone of a founding minute that is proof by itself (found early, a few chance
         # co-starters included); otherwise, and from the third sync minute on, only the
-        # accounts that recurred.
+        # accounts that recurred: in two sync minutes, and in a fifth of them once the group
+        # has many (over weeks, a background account lands in two by chance).
         strong = g.n_minutes < 3 and g.first_log10 <= -self.early_log10
-        need = 1 if strong else 2
+        need = 1 if strong else max(2, math.ceil(0.2 * g.n_minutes))
         return sorted((a for a, s in g.support.items() if s >= need),
                       key=lambda a: (-g.support[a], a))
 
