@@ -31,6 +31,8 @@ from typing import Any
 from detectors.alerts import AlertBook
 from detectors.baseline import AccountBaseline
 from detectors.clusters import ClusterDetector
+from detectors.coactivity import CoactivityDetector
+from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.features import window_features
 from detectors.findings import Finding
@@ -97,6 +99,10 @@ class Detection:
         tier's lift (the median rise of its accounts, e.g. on a launch day).
     max_members
         Cap on the member list of cluster findings.
+    coordination
+        Run :class:`~detectors.cohort.CohortDetector` (``cohort_swarm``: swarms of young
+        accounts) and :class:`~detectors.coactivity.CoactivityDetector`
+        (``coactivity_lockstep``) on every closed window, with their defaults.
     account_ttl_s
         An account whose last active window started this long ago (event time, never wall
         time, so the worker and ``replay`` evict the same accounts) loses its state: it is
@@ -139,6 +145,7 @@ class Detection:
         population_min_accounts: int = 30,
         max_members: int = 10_000,
         account_ttl_s: float = 7 * _DAY,
+        coordination: bool = True,
     ) -> None:
         if not account_ttl_s > window_s * cluster_windows:
             raise ValueError(
@@ -178,6 +185,8 @@ class Detection:
             critical_harvest_tokens=cluster_critical_harvest_tokens,
             max_members=max_members,
         )
+        self.cohort = CohortDetector(max_members=max_members) if coordination else None
+        self.coactivity = CoactivityDetector(max_members=max_members) if coordination else None
         self.windows_closed = 0
         # Account-windows skipped because detection raised (metric: detect_errors).
         self.detect_errors = 0
@@ -487,6 +496,24 @@ class Detection:
             templates.end_window()
         self._hold(out, closed)
         out.extend(clusters.end_window(closed.start, closed.end))
+        if self.cohort is not None and self.coactivity is not None:
+            out.extend(self._coordination(closed, self.cohort, self.coactivity))
+        return out
+
+    def _coordination(
+        self, closed: ClosedWindow, cohort: CohortDetector, coact: CoactivityDetector
+    ) -> list[Finding]:
+        """Swarm and lockstep groups from every account-window of this window (after the
+        cluster findings: their findings carry members and must not be held)."""
+        for account_id, acc in closed.accounts.items():
+            try:
+                x = account_view(account_id, acc, closed.start)
+                cohort.learn_one(x)
+                coact.learn_one(x)
+            except Exception as err:
+                self._detect_failed(account_id, closed, err)
+        out = cohort.end_window(closed.start, closed.end)
+        out.extend(coact.end_window(closed.start, closed.end))
         return out
 
     def _hold(self, out: list[Finding], closed: ClosedWindow) -> None:
