@@ -30,28 +30,24 @@ from typing import Any
 
 from detectors.alerts import AlertBook
 from detectors.baseline import AccountBaseline
+from detectors.baseline_rule import BaselineRule
 from detectors.clusters import ClusterDetector
 from detectors.coactivity import CoactivityDetector
 from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
-from detectors.features import window_features
+from detectors.extraction_rule import ExtractionRule
 from detectors.findings import Finding
 from detectors.fingerprint import fingerprint_int
 from detectors.keys import cluster_keys
+from detectors.params import DetectionParams
 from detectors.population import PopulationModel
+from detectors.shift_rule import ProfileShiftRule
 from detectors.templates import TemplateIndex
-from detectors.windows import AccountWindow, ClosedWindow, Windower
+from detectors.windows import ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
 
 log = logging.getLogger(__name__)
-
-_DAY = 86400.0
-
-
-def _evidence_features(acc: AccountWindow) -> dict[str, float | None]:
-    """The window's features as a finding shows them: rounded, NaN as null (valid JSON)."""
-    return {k: (None if v != v else round(v, 4)) for k, v in window_features(acc).items()}
 
 
 class Detection:
@@ -59,130 +55,74 @@ class Detection:
 
     Parameters
     ----------
-    window_s, lateness_s
-        Event-time window length and allowed lateness (see :class:`~detectors.windows.Windower`).
-    account_grace
-        Active windows an account's own baseline learns before it can fire without a prior.
-    account_threshold
-        Robust z (requests or output tokens over the account's baseline) that fires.
-    account_critical_z
-        Robust z above which an extraction-like young account's finding is critical.
-    account_persist
-        Consecutive anomalous windows before an account finding: benign users burst for a
-        minute, abuse keeps going.
-    extraction_min_hourly, extraction_population_z
-        ``account_extraction`` fires for an extraction-like account whose requests
-        over the last hour are at least ``extraction_min_hourly`` and this many robust
-        standard deviations above its tier (catches accounts that harvest at full speed from
-        their first minute, which have no history to depart from).
-    shift_min_hourly, shift_z, shift_min_windows
-        ``account_profile_shift`` fires when an established account (more than
-        ``shift_min_windows`` active windows, not young) produces at least
-        ``shift_min_hourly`` harvest-like requests (single-turn answers cut at max_tokens or
-        longer than 1,500 tokens) in an hour, ``shift_z`` Poisson z above its own usual
-        hour: extraction blended into a real customer's traffic.
-    account_hold_s
-        An account finding is re-emitted for this long (event time) after it last fired:
-        one alert per episode of a low-rate account.
-    young_days
-        Accounts younger than this count as young (cluster evidence, severity).
-    suspicious
-        Extraction-likeness (0..1) from which an account is a suspicious cluster member.
-    cluster_windows, cluster_min_members, cluster_min_share, cluster_min_z,
-    cluster_critical_members, cluster_critical_young_share, cluster_hold_windows,
-    cluster_critical_harvest_tokens
-        See :class:`~detectors.clusters.ClusterDetector`.
-    template_min_accounts, template_max_bits
-        See :class:`~detectors.templates.TemplateIndex`.
-    population_min_accounts
-        Accounts of a tier, active in one window and with a baseline, needed to measure the
-        tier's lift (the median rise of its accounts, e.g. on a launch day).
-    max_members
-        Cap on the member list of cluster findings.
-    coordination
-        Run :class:`~detectors.cohort.CohortDetector` (``cohort_swarm``: swarms of young
-        accounts) and :class:`~detectors.coactivity.CoactivityDetector`
-        (``coactivity_lockstep``) on every closed window, with their defaults.
-    account_ttl_s
-        An account whose last active window started this long ago (event time, never wall
-        time, so the worker and ``replay`` evict the same accounts) loses its state: it is
-        evicted at the first window close past the horizon, or up to 1/128 of the horizon
-        later (accounts are indexed in buckets of last activity, so eviction costs the
-        evicted accounts, not a scan of all of them). If it comes back it starts again
-        from its cohort's prior, like a new account. The default, 7 days, is well past the
-        baseline's longest clock memory (the daily output bucket, decayed to e^-7 < 0.1 %
-        after a week) and matches ``validation.max_past_s``: no event older than that can
-        reach a window anyway. Must exceed a cluster window (template founders are looked
-        up after their window closes).
+    params
+        Every parameter, with its default: :class:`~detectors.params.DetectionParams`.
+    overrides
+        Flat-named changes to ``params`` (``window_s=30``, ``account_threshold=8``: the
+        configuration's field names), for tests and tools.
+
+    The per-account rules are :class:`~detectors.baseline_rule.BaselineRule`
+    (``account_baseline``), :class:`~detectors.extraction_rule.ExtractionRule`
+    (``account_extraction``) and :class:`~detectors.shift_rule.ProfileShiftRule`
+    (``account_profile_shift``); their per-account state lives in the account's
+    :class:`~detectors.baseline.AccountBaseline`.
+
+    Eviction (``account_ttl_s``): an account whose last active window started this long ago
+    (event time, never wall time, so the worker and ``replay`` evict the same accounts)
+    loses its state: it is evicted at the first window close past the horizon, or up to
+    1/128 of the horizon later (accounts are indexed in buckets of last activity, so
+    eviction costs the evicted accounts, not a scan of all of them). If it comes back it
+    starts again from its cohort's prior, like a new account. The default, 7 days, is well
+    past the baseline's longest clock memory (the daily output bucket, decayed to e^-7 < 0.1 %
+    after a week) and matches ``validation.max_past_s``: no event older than that can reach
+    a window anyway. Must exceed a cluster window (template founders are looked up after
+    their window closes).
     """
 
-    def __init__(
-        self,
-        window_s: float = 60.0,
-        lateness_s: float = 10.0,
-        account_grace: int = 5,
-        account_threshold: float = 6.0,
-        account_critical_z: float = 12.0,
-        account_persist: int = 2,
-        extraction_min_hourly: float = 20.0,
-        extraction_population_z: float = 3.0,
-        shift_min_hourly: float = 20.0,
-        shift_z: float = 6.0,
-        shift_min_windows: int = 30,
-        account_hold_s: float = 3600.0,
-        young_days: float = 30.0,
-        suspicious: float = 0.5,
-        cluster_windows: int = 10,
-        cluster_min_members: int = 6,
-        cluster_min_share: float = 0.5,
-        cluster_min_z: float = 4.0,
-        cluster_critical_members: int = 20,
-        cluster_critical_young_share: float = 0.5,
-        cluster_hold_windows: int = 9,
-        cluster_critical_harvest_tokens: float = 50_000_000.0,
-        template_min_accounts: int = 4,
-        template_max_bits: int = 10,
-        population_min_accounts: int = 30,
-        max_members: int = 10_000,
-        account_ttl_s: float = 7 * _DAY,
-        coordination: bool = True,
-    ) -> None:
-        if not account_ttl_s > window_s * cluster_windows:
+    def __init__(self, params: DetectionParams | None = None, **overrides: Any) -> None:
+        p = params or DetectionParams()
+        if overrides:
+            p = p.replace_flat(**overrides)
+        window_s = p.window_s
+        if not p.account_ttl_s > window_s * p.cluster_windows:
             raise ValueError(
-                f"account_ttl_s must exceed a cluster window ({window_s * cluster_windows} s), "
-                f"got {account_ttl_s}"
+                f"account_ttl_s must exceed a cluster window ({window_s * p.cluster_windows} s), "
+                f"got {p.account_ttl_s}"
             )
+        self.params = p
         self.window_s = window_s
-        self.lateness_s = lateness_s
-        self.account_grace = account_grace
-        self.account_threshold = account_threshold
-        self.account_critical_z = account_critical_z
-        self.account_persist = account_persist
-        self.extraction_min_hourly = extraction_min_hourly
-        self.extraction_population_z = extraction_population_z
-        self.shift_min_hourly = shift_min_hourly
-        self.shift_z = shift_z
-        self.shift_min_windows = shift_min_windows
-        self.account_hold_s = account_hold_s
-        self.young_days = young_days
-        self.suspicious = suspicious
-        self.population_min_accounts = population_min_accounts
+        self.lateness_s = p.lateness_s
+        self.account_grace = p.account_grace
+        self.account_threshold = p.baseline.threshold
+        self.account_hold_s = p.account_hold_s
+        self.young_days = p.young_days
+        self.suspicious = p.suspicious
+        self.population_min_accounts = p.population_min_accounts
+        self.baseline_rule = BaselineRule(p.baseline, p.suspicious)
+        self.extraction_rule = ExtractionRule(p.extraction)
+        self.shift_rule = ProfileShiftRule(p.shift)
+        lateness_s = p.lateness_s
+        suspicious = p.suspicious
+        max_members = p.max_members
+        cluster_windows = p.cluster_windows
+        account_ttl_s = p.account_ttl_s
+        coordination = p.coordination
         self.windower = Windower(window_s, lateness_s)
         self._baselines: dict[str, AccountBaseline] = {}
         self._touched: set[str] = set()
         self._populations: dict[str, PopulationModel] = {}
-        self.templates = TemplateIndex(template_min_accounts, template_max_bits)
+        self.templates = TemplateIndex(p.template_min_accounts, p.template_max_bits)
         self.clusters = ClusterDetector(
             window_s=window_s,
             cluster_windows=cluster_windows,
-            min_members=cluster_min_members,
-            min_share=cluster_min_share,
-            min_z=cluster_min_z,
+            min_members=p.cluster_min_members,
+            min_share=p.cluster_min_share,
+            min_z=p.cluster_min_z,
             suspicious=suspicious,
-            critical_members=cluster_critical_members,
-            critical_young_share=cluster_critical_young_share,
-            hold_windows=cluster_hold_windows,
-            critical_harvest_tokens=cluster_critical_harvest_tokens,
+            critical_members=p.cluster_critical_members,
+            critical_young_share=p.cluster_critical_young_share,
+            hold_windows=p.cluster_hold_windows,
+            critical_harvest_tokens=p.cluster_critical_harvest_tokens,
             max_members=max_members,
         )
         self.cohort = CohortDetector(max_members=max_members) if coordination else None
@@ -342,8 +282,9 @@ class Detection:
         end = closed.end
         young_cut = self.young_days
         suspicious = self.suspicious
-        threshold = self.account_threshold
-        persist = self.account_persist
+        baseline_rule = self.baseline_rule
+        extraction_rule = self.extraction_rule
+        shift_rule = self.shift_rule
         grace = self.account_grace
         lifts = self._lifts
         rises: dict[str, list[float]] = {}
@@ -378,7 +319,8 @@ class Detection:
                 # Each account teaches its tier its hourly rate once per clock hour, so the
                 # population is one vote per account, not one per busy window.
                 new_hour = base.last_ts // 3600.0 != acc.first_ts // 3600.0
-                score = z_req if z_req > z_out else z_out
+                scores = {"requests": z_req, "output_tokens": z_out}
+                score = baseline_rule.score_one(scores)
                 base.observe(
                     acc.first_ts,
                     acc.last_ts,
@@ -392,45 +334,27 @@ class Detection:
                 extraction = base.extraction_likeness(end, young_cut)
                 age = base.age_days(end)
                 young = age == age and age < young_cut
-                if base.streak(score >= threshold) >= persist:
-                    out.append(
-                        self._account_finding(
-                            account_id,
-                            acc,
-                            base,
-                            closed,
-                            {"requests": z_req, "output_tokens": z_out},
-                            lift,
-                            extraction,
-                            young,
-                        )
-                    )
+                if baseline_rule.streak_fires(score, base):
+                    out.append(baseline_rule.finding(
+                        account_id, acc, base, closed, scores, lift, extraction, young
+                    ))
                 base.learn_log(lreq, lout)
                 hourly = base.hourly_requests
-                # A young account needs a harvest-like profile (0.7 includes its youth); an old
-                # one the full profile (0.6 of the 0.65 it can reach: single-turn, long answers,
-                # max_tokens stops) -- extraction blended into an established customer.
-                if extraction >= (0.7 if young else 0.6) and hourly >= self.extraction_min_hourly:
-                    pop_z = self._population(tier).robust_z("log_hourly_requests", log1p(hourly))
-                    # Hysteresis: a flagged account stays flagged at half the bar for an hour, so
-                    # one harvest is one alert, not one per wobble around the threshold.
-                    bar = self.extraction_population_z
-                    if end - base.last_flag < 3600.0:
-                        bar *= 0.5
-                    if pop_z >= bar:
+                if extraction_rule.eligible(extraction, young, hourly):
+                    pop = self._population(tier)
+                    pop_z = pop.robust_z("log_hourly_requests", log1p(hourly))
+                    if extraction_rule.fires(pop_z, end - base.last_flag):
                         base.last_flag = end
-                        out.append(self._extraction_finding(
-                            account_id, acc, base, closed, pop_z, hourly, extraction
+                        out.append(extraction_rule.finding(
+                            account_id, acc, base, closed, pop_z, hourly, extraction,
+                            pop.quantile("log_hourly_requests", 0.5),
                         ))
-                if (
-                    acc.harvest_like
-                    and not young
-                    and base.windows > self.shift_min_windows
-                    and base.usual_single_turn_share < 0.6
+                if shift_rule.eligible(
+                    acc.harvest_like, young, base.windows, base.usual_single_turn_share
                 ):
                     h, hb, hz = base.harvest_shift()
-                    if h >= self.shift_min_hourly and hz >= self.shift_z:
-                        out.append(self._shift_finding(account_id, acc, base, closed, h, hb, hz))
+                    if shift_rule.fires(h, hz):
+                        out.append(shift_rule.finding(account_id, acc, base, closed, h, hb, hz))
                 if new_hour:
                     self._population(tier).learn("log_hourly_requests", log1p(hourly))
                 if learn_population:
@@ -547,170 +471,18 @@ class Detection:
                 )
             )
 
-    def _account_finding(
-        self,
-        account_id: str,
-        acc: AccountWindow,
-        base: AccountBaseline,
-        closed: ClosedWindow,
-        scores: dict[str, float],
-        lift: float,
-        extraction: float,
-        young: bool,
-    ) -> Finding:
-        score = max(scores.values())
-        # A rate departure alone is common in benign traffic (apps burst, new users try
-        # things); it pages only when the account is extraction-like or the departure extreme.
-        suspect = extraction >= self.suspicious
-        if score >= self.account_critical_z and young and suspect:
-            severity = "critical"
-        elif suspect or score >= self.account_critical_z:
-            severity = "warning"
-        else:
-            severity = "info"
-        feats = _evidence_features(acc)
-        signals = [{"signal": k, "score": round(v, 3)} for k, v in scores.items()]
-        signals.append({"signal": "extraction_likeness", "score": round(extraction, 3)})
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector="account_baseline",
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(score, 3),
-            threshold=self.account_threshold,
-            severity=severity,
-            evidence={
-                "features": feats,
-                "baseline": base.baseline(),
-                "profile": {
-                    k: (None if v != v else round(v, 3))
-                    for k, v in base.profile(closed.end).items()
-                },
-                "population_lift": round(math.exp(lift), 3),
-                "score": round(score, 3),
-                "threshold": self.account_threshold,
-                "signals": sorted(signals, key=lambda s: -s["score"]),
-            },
-        )
-
-
-    def _extraction_finding(
-        self,
-        account_id: str,
-        acc: AccountWindow,
-        base: AccountBaseline,
-        closed: ClosedWindow,
-        pop_z: float,
-        hourly: float,
-        extraction: float,
-    ) -> Finding:
-        thr = self.extraction_population_z
-        critical = pop_z >= 2 * thr and hourly >= 5 * self.extraction_min_hourly
-        feats = _evidence_features(acc)
-        feats["hourly_requests"] = round(hourly, 2)
-        feats["daily_output_tokens"] = round(base.daily_output_tokens, 1)
-        pop = self._population((acc.last_event.tier if acc.last_event else None) or "-")
-        med = pop.quantile("log_hourly_requests", 0.5)
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector="account_extraction",
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(pop_z, 3),
-            threshold=thr,
-            severity="critical" if critical else "warning",
-            evidence={
-                "features": feats,
-                "baseline": {
-                    "tier_median_hourly_requests": None if med != med else round(math.expm1(med), 2)
-                },
-                "profile": {
-                    k: (None if v != v else round(v, 3))
-                    for k, v in base.profile(closed.end).items()
-                },
-                "score": round(pop_z, 3),
-                "threshold": thr,
-                "signals": sorted(
-                    [
-                        {"signal": "hourly_requests_vs_tier", "score": round(pop_z, 3)},
-                        {"signal": "extraction_likeness", "score": round(extraction, 3)},
-                    ],
-                    key=lambda s: -s["score"],
-                ),
-            },
-        )
-
-
-    def _shift_finding(
-        self,
-        account_id: str,
-        acc: AccountWindow,
-        base: AccountBaseline,
-        closed: ClosedWindow,
-        hourly: float,
-        usual: float,
-        z: float,
-    ) -> Finding:
-        feats = _evidence_features(acc)
-        feats["harvest_like_last_hour"] = round(hourly, 2)
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector="account_profile_shift",
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(z, 3),
-            threshold=self.shift_z,
-            severity="warning",
-            evidence={
-                "features": feats,
-                "baseline": {"usual_harvest_like_per_hour": round(usual, 3)},
-                "profile": {
-                    k: (None if v != v else round(v, 3))
-                    for k, v in base.profile(closed.end).items()
-                },
-                "score": round(z, 3),
-                "threshold": self.shift_z,
-                "signals": [
-                    {"signal": "harvest_like_requests_per_hour", "score": round(z, 3)},
-                    {"signal": "max_tokens_share_window",
-                     "score": round(acc.max_tokens_stops / max(acc.requests, 1), 3)},
-                ],
-            },
-        )
-
 
 class Monitor:
     """Detection plus alert lifecycle in one object: the offline path (``replay``, tests).
 
-    Takes every :class:`Detection` keyword, plus ``quiet_windows`` for the
-    :class:`~detectors.alerts.AlertBook`.
+    Takes what :class:`Detection` takes; ``quiet_windows`` and ``max_members`` of the
+    parameters also configure the :class:`~detectors.alerts.AlertBook`.
     """
 
-    def __init__(
-        self,
-        window_s: float = 60.0,
-        lateness_s: float = 10.0,
-        account_grace: int = 5,
-        account_threshold: float = 6.0,
-        quiet_windows: int = 3,
-        max_members: int = 10_000,
-        **detection: Any,
-    ) -> None:
-        self.detection = Detection(
-            window_s,
-            lateness_s,
-            account_grace,
-            account_threshold,
-            max_members=max_members,
-            **detection,
-        )
-        self.alerts = AlertBook(window_s, quiet_windows, max_members)
+    def __init__(self, params: DetectionParams | None = None, **overrides: Any) -> None:
+        self.detection = Detection(params, **overrides)
+        p = self.detection.params
+        self.alerts = AlertBook(p.window_s, p.quiet_windows, p.max_members)
         self._due = float("-inf")
 
     def _fold(self, findings: Iterable[Finding], watermark: float) -> list[dict[str, Any]]:

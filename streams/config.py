@@ -25,11 +25,16 @@ from pydantic import (
     model_validator,
 )
 
+from detectors.params import DetectionParams
 from streams.urlmask import mask_urls
 
 __all__ = ["Config", "ConfigError", "load_config"]
 
 ENV_PREFIX = "DISTILLWATCH_"
+
+# The detection defaults, read from the detectors' own parameter dataclasses.
+_D = DetectionParams()
+_BASE, _EXT, _SHIFT = _D.baseline, _D.extraction, _D.shift
 
 
 class _Section(BaseModel):
@@ -149,94 +154,117 @@ class WindowsConfig(_Section):
 
 class DetectionConfig(_Section):
     """Detector thresholds: ONE configuration for every scenario (docs/detectors.md explains
-    each knob and the runbook of each detector)."""
+    each knob and the runbook of each detector). The defaults are
+    :class:`detectors.params.DetectionParams`'s (the one place they are written); the bounds
+    are validated here, and :meth:`Config.detection_params` hands the detectors the frozen
+    dataclasses."""
+
+    coordination: bool = Field(
+        _D.coordination,
+        description="Run the swarm (cohort_swarm) and lockstep (coactivity_lockstep) detectors",
+    )
 
     account_grace: int = Field(
-        5, ge=1, le=1000, description="Active windows before an account is scored on its own"
+        _D.account_grace, ge=1, le=1000,
+        description="Active windows before an account is scored on its own"
     )
     account_threshold: float = Field(
-        6.0, gt=0, le=100, description="Robust z of an account window over its baseline that fires"
+        _BASE.threshold, gt=0, le=100,
+        description="Robust z of an account window over its baseline that fires"
     )
     account_critical_z: float = Field(
-        12.0, gt=0, le=1000,
+        _BASE.critical_z, gt=0, le=1000,
         description="Robust z from which a young, extraction-like account's finding is critical",
     )
     account_persist: int = Field(
-        2, ge=1, le=60, description="Consecutive anomalous windows before an account finding"
+        _BASE.persist, ge=1, le=60,
+        description="Consecutive anomalous windows before an account finding"
     )
     extraction_min_hourly: float = Field(
-        20.0, ge=1, le=1_000_000, description="Requests in the last hour account_extraction needs"
+        _EXT.min_hourly, ge=1, le=1_000_000,
+        description="Requests in the last hour account_extraction needs"
     )
     extraction_population_z: float = Field(
-        3.0, gt=0, le=100,
+        _EXT.population_z, gt=0, le=100,
         description="Robust z of an account's hourly rate over its tier for account_extraction",
     )
     shift_min_hourly: float = Field(
-        20.0, ge=1, le=1_000_000,
+        _SHIFT.min_hourly, ge=1, le=1_000_000,
         description="Harvest-like answers in an hour for account_profile_shift",
     )
     shift_z: float = Field(
-        6.0, gt=0, le=1000, description="Poisson z over the usual hour for account_profile_shift"
+        _SHIFT.z, gt=0, le=1000,
+        description="Poisson z over the usual hour for account_profile_shift"
     )
     shift_min_windows: int = Field(
-        30, ge=1, le=1_000_000,
+        _SHIFT.min_windows, ge=1, le=1_000_000,
         description="Active windows of history before account_profile_shift can fire",
     )
     account_hold_s: float = Field(
-        3600.0, ge=0, le=7 * 86400,
+        _D.account_hold_s, ge=0, le=7 * 86400,
         description="An account finding is re-emitted this long (event time) after it fired",
     )
     young_days: float = Field(
-        30.0, gt=0, le=3650, description="Accounts younger than this (days) count as young"
+        _D.young_days, gt=0, le=3650, description="Accounts younger than this (days) count as young"
     )
     suspicious: float = Field(
-        0.5, gt=0, le=1,
+        _D.suspicious, gt=0, le=1,
         description="Extraction-likeness (0..1) from which an account is a suspicious member",
     )
     cluster_windows: int = Field(
-        10, ge=1, le=1440, description="Account windows per cluster window (key aggregates)"
+        _D.cluster_windows, ge=1, le=1440,
+        description="Account windows per cluster window (key aggregates)"
     )
     cluster_min_members: int = Field(
-        6, ge=2, le=100_000,
+        _D.cluster_min_members, ge=2, le=100_000,
         description="Distinct suspicious members a key needs in a cluster window to be flagged",
     )
     cluster_min_share: float = Field(
-        0.5, gt=0, le=1,
+        _D.cluster_min_share, gt=0, le=1,
         description="Share of a key's account-windows that must be suspicious to flag it",
     )
     cluster_min_z: float = Field(
-        4.0, ge=0, le=1000,
+        _D.cluster_min_z, ge=0, le=1000,
         description="Poisson z of a key's suspicious members over its own baseline that flags it",
     )
     cluster_critical_members: int = Field(
-        20, ge=1, le=1_000_000, description="Campaign members from which a campaign can be critical"
+        _D.cluster_critical_members, ge=1, le=1_000_000,
+        description="Campaign members from which a campaign can be critical"
     )
     cluster_critical_young_share: float = Field(
-        0.5, ge=0, le=1, description="Share of young members a critical campaign needs"
+        _D.cluster_critical_young_share, ge=0, le=1,
+        description="Share of young members a critical campaign needs"
     )
     cluster_hold_windows: int = Field(
-        9, ge=1, le=1000,
+        _D.cluster_hold_windows, ge=1, le=1000,
         description="Cluster windows a campaign stays open after its members were last seen",
     )
     cluster_critical_harvest_tokens: float = Field(
-        50_000_000.0, gt=0, le=1e15,
+        _D.cluster_critical_harvest_tokens, gt=0, le=1e15,
         description="Output tokens a campaign has harvested from which it is critical",
     )
     template_min_accounts: int = Field(
-        4, ge=2, le=10_000,
+        _D.template_min_accounts, ge=2, le=10_000,
         description="Distinct accounts with near-duplicate prompts that found a template group",
     )
     template_max_bits: int = Field(
-        10, ge=0, le=32, description="Hamming distance within which prompts share a template"
+        _D.template_max_bits, ge=0, le=32,
+        description="Hamming distance within which prompts share a template"
     )
     population_min_accounts: int = Field(
-        30, ge=1, le=1_000_000,
+        _D.population_min_accounts, ge=1, le=1_000_000,
         description="Active accounts of a tier needed to measure its lift (e.g. launch day)",
     )
-    quiet_windows: int = Field(3, ge=1, description="Quiet windows before an alert resolves")
-    max_members: int = Field(10_000, ge=1, description="Cap on members listed in cluster alerts")
+    quiet_windows: int = Field(
+        _D.quiet_windows, ge=1,
+        description="Quiet windows before an alert resolves",
+    )
+    max_members: int = Field(
+        _D.max_members, ge=1,
+        description="Cap on members listed in cluster alerts",
+    )
     account_ttl_s: float = Field(
-        7 * 86400.0, ge=3600, le=365 * 86400,
+        _D.account_ttl_s, ge=3600, le=365 * 86400,
         description="An account inactive this long (event time) loses its state (evicted)",
     )
 
@@ -551,6 +579,15 @@ class Config(_Section):
         d = self.detection.model_dump()
         d.pop("quiet_windows")
         return {"window_s": self.windows.size_s, "lateness_s": self.windows.lateness_s, **d}
+
+    def detection_params(self) -> DetectionParams:
+        """The validated ``[detection]`` and ``[windows]`` sections as the detectors' frozen
+        parameters (the account rules' dataclasses included)."""
+        return DetectionParams.from_flat(
+            window_s=self.windows.size_s,
+            lateness_s=self.windows.lateness_s,
+            **self.detection.model_dump(),
+        )
 
 
 class ConfigError(ValueError):
