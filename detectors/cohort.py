@@ -115,7 +115,10 @@ class _Young:
     org: str | None = None
     first_ts: float = 0.0
     last_ts: float = 0.0
-    keys: set[str] = field(default_factory=set)
+    # Insertion-ordered (a dict, not a set): the order keys link accounts decides which key
+    # a union credits, and a set's order depends on the process's hash seed, so a worker and
+    # replay (or two replays) would report different evidence.
+    keys: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -251,7 +254,7 @@ class CohortDetector:
         rec.last_ts = ts
         if x.get("org") is not None:
             rec.org = x["org"]
-        rec.keys.update(keys)
+        rec.keys.update(dict.fromkeys(keys))
         e = rec.harvest / (rec.requests + 1.0)
         if e <= self.join_min:
             return

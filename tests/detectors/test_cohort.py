@@ -143,3 +143,32 @@ def test_account_view_keys_and_template_bands() -> None:
     bands = template_bands("0123456789abcdef")
     assert bands[0] in x["keys"] and bands[1] in x["keys"]
     assert template_bands("not-hex") == []
+
+
+_HASH_SEED_RUN = """
+import json
+from detectors.cohort import CohortDetector
+from tests.detectors.test_cohort import T0, _young, _run
+det = CohortDetector(min_members=5)
+# Each account brings several link keys: which key a union credits follows their order.
+xs = [_young(i, T0 + 60.0 * i, keys=[f"pay:card-{i // 3}", f"ip24:45.1.{i // 5}",
+                                      f"cohort:{i // 7}:1", "tplb:0:abc"]) for i in range(40)]
+print(json.dumps([f.evidence["signals"] for f in _run(det, xs)]))
+"""
+
+
+def test_evidence_does_not_depend_on_the_hash_seed() -> None:
+    """Replay and the worker must report the same evidence; a set of key strings iterates in
+    an order that changes with PYTHONHASHSEED."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    outs = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        outs.add(subprocess.run([sys.executable, "-c", _HASH_SEED_RUN], env=env, cwd=root,
+                                check=True, capture_output=True, text=True).stdout)
+    assert len(outs) == 1
