@@ -11,8 +11,11 @@ False
 >>> rule.learn_one({"requests": 8.0, "output_tokens": 9.0})   # the second in a row
 >>> rule.fires()
 True
->>> rule.severity(8.0, extraction=0.9, young=True), rule.severity(13.0, 0.9, True)
-('warning', 'critical')
+>>> z = {"requests": 13.0, "output_tokens": 7.0}
+>>> rule.severity(z, extraction=0.9, young=True), rule.severity(z, extraction=0.0, young=True)
+('critical', 'warning')
+>>> rule.severity({"requests": 13.0, "output_tokens": 2.0}, extraction=0.0, young=True)
+'info'
 """
 
 from __future__ import annotations
@@ -84,13 +87,21 @@ class BaselineRule:
         """Count the window in the account's own streak; True once it persists."""
         return base.streak(score >= self.params.threshold) >= self.params.persist
 
-    def severity(self, score: float, extraction: float, young: bool) -> Severity:
-        # A rate departure alone is common in benign traffic (apps burst, new users try
-        # things); it pages only when the account is extraction-like or the departure extreme.
+    def severity(self, scores: dict[str, float], extraction: float, young: bool) -> Severity:
+        """Info, warning or critical for a finding with per-signal ``scores``.
+
+        A rate departure alone is common in benign traffic (apps burst, new users try
+        things); it pages only when the account is extraction-like or the departure is
+        extreme. Extreme means ``critical_z`` on one signal *and* a departure
+        (``threshold``) on both: a harvest moves the answers' volume with the requests,
+        whereas a retry storm of short requests, or one very long answer, moves one signal.
+        """
+        p = self.params
+        score = max(scores.values())
         suspect = extraction >= self.suspicious
-        if score >= self.params.critical_z and young and suspect:
+        if score >= p.critical_z and young and suspect:
             return "critical"
-        if suspect or score >= self.params.critical_z:
+        if suspect or (score >= p.critical_z and min(scores.values()) >= p.threshold):
             return "warning"
         return "info"
 
@@ -118,7 +129,7 @@ class BaselineRule:
             window_end=closed.end,
             score=round(score, 3),
             threshold=threshold,
-            severity=self.severity(score, extraction, young),
+            severity=self.severity(scores, extraction, young),
             evidence={
                 "features": evidence_features(acc),
                 "baseline": base.baseline(),

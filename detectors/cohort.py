@@ -119,6 +119,9 @@ class _Young:
     # a union credits, and a set's order depends on the process's hash seed, so a worker and
     # replay (or two replays) would report different evidence.
     keys: dict[str, None] = field(default_factory=dict)
+    # Whether it has been registered on all of ``keys`` as a suspect; from then on only each
+    # window's own keys need linking (a long-lived account has thousands of prompt bands).
+    registered: bool = False
 
 
 @dataclass(slots=True)
@@ -171,6 +174,10 @@ class CohortDetector:
         Members from which a group's finding is critical.
     max_key_members, max_members
         Caps on the members kept per key and listed per finding.
+    max_account_keys
+        Cap on the link keys remembered per young account (its first ones; once it is a
+        registered suspect each window links through its own keys). Keys it joined beyond
+        the cap lose it when they expire rather than when it does.
     """
 
     def __init__(
@@ -185,6 +192,7 @@ class CohortDetector:
         hold_s: float = 2 * 86400.0,
         critical_members: int = 30,
         max_key_members: int = 256,
+        max_account_keys: int = 64,
         max_members: int = 10_000,
     ) -> None:
         self.young_days = young_days
@@ -197,6 +205,7 @@ class CohortDetector:
         self.hold_s = hold_s
         self.critical_members = critical_members
         self.max_key_members = max_key_members
+        self.max_account_keys = max_account_keys
         self.max_members = max_members
         self._young: dict[str, _Young] = {}
         self._keys: dict[str, _Key] = {}
@@ -254,12 +263,18 @@ class CohortDetector:
         rec.last_ts = ts
         if x.get("org") is not None:
             rec.org = x["org"]
-        rec.keys.update(dict.fromkeys(keys))
+        own = rec.keys
+        for k in keys:
+            # Capped: an account older than a throwaway sends many prompts, each with its
+            # own bands; the first keys are the ones that link it before it is a suspect.
+            if len(own) >= self.max_account_keys:
+                break
+            own[k] = None
         e = rec.harvest / (rec.requests + 1.0)
         if e <= self.join_min:
             return
         linked = []
-        for k in rec.keys:
+        for k in (keys if rec.registered else own):
             stat = self._keys.get(k)
             if stat is None:
                 stat = self._keys[k] = _Key()
@@ -271,6 +286,7 @@ class CohortDetector:
             if e > self.harvest_min or aid in stat.members:
                 stat.members[aid] = ts
         if e > self.harvest_min:
+            rec.registered = True
             self._join(aid, rec, ts)
             for other, k in linked:
                 self._union(aid, other, k, ts)

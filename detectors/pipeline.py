@@ -125,7 +125,14 @@ class Detection:
             critical_harvest_tokens=p.cluster_critical_harvest_tokens,
             max_members=max_members,
         )
-        self.cohort = CohortDetector(max_members=max_members) if coordination else None
+        # The swarm detector judges every account younger than the detection's young_days
+        # (30), not only throwaways (its own default, 2 days): a slow campaign's accounts,
+        # opened days before use, share a card and a /24 long before any one of them is
+        # loud enough for the account rules.
+        self.cohort = (
+            CohortDetector(young_days=p.young_days, max_members=max_members)
+            if coordination else None
+        )
         self.coactivity = CoactivityDetector(max_members=max_members) if coordination else None
         self.windows_closed = 0
         # Account-windows skipped because detection raised (metric: detect_errors).

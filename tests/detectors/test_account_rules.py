@@ -93,12 +93,20 @@ def test_baseline_rule_needs_persistent_departures():
 
 
 def test_baseline_rule_severity_both_ways():
-    rule = BaselineRule(BaselineRuleParams(critical_z=12.0), suspicious=0.5)
-    assert rule.severity(7.0, extraction=0.1, young=True) == "info"
-    assert rule.severity(7.0, extraction=0.6, young=True) == "warning"
-    assert rule.severity(13.0, extraction=0.1, young=True) == "warning"
-    assert rule.severity(13.0, extraction=0.6, young=False) == "warning"
-    assert rule.severity(13.0, extraction=0.6, young=True) == "critical"
+    rule = BaselineRule(BaselineRuleParams(threshold=6.0, critical_z=12.0), suspicious=0.5)
+
+    def z(req: float, out: float) -> dict[str, float]:
+        return {"requests": req, "output_tokens": out}
+
+    assert rule.severity(z(7.0, 7.0), extraction=0.1, young=True) == "info"
+    assert rule.severity(z(7.0, 1.0), extraction=0.6, young=True) == "warning"
+    assert rule.severity(z(13.0, 6.0), extraction=0.1, young=True) == "warning"
+    assert rule.severity(z(13.0, 6.0), extraction=0.6, young=False) == "warning"
+    assert rule.severity(z(13.0, 1.0), extraction=0.6, young=True) == "critical"
+    # Extreme on one signal only (a burst of short requests; one very long answer): info
+    # unless the account is extraction-like.
+    assert rule.severity(z(13.0, 5.9), extraction=0.1, young=True) == "info"
+    assert rule.severity(z(2.0, 13.0), extraction=0.1, young=False) == "info"
 
 
 def test_extraction_rule_gates_and_hysteresis():
