@@ -172,3 +172,30 @@ def test_evidence_does_not_depend_on_the_hash_seed() -> None:
         outs.add(subprocess.run([sys.executable, "-c", _HASH_SEED_RUN], env=env, cwd=root,
                                 check=True, capture_output=True, text=True).stdout)
     assert len(outs) == 1
+
+
+def test_a_slow_group_of_older_young_accounts_needs_the_wider_young_cut() -> None:
+    """Five 10-day-old harvest-like accounts of five orgs on one card, a request every 20
+    minutes each: the pipeline's 30-day cut finds them within hours, the 2-day throwaway
+    cut never looks at them."""
+    xs = [_young(i % 5, T0 + 240.0 * i, age=10.0, requests=1, harvest=1,
+                 keys=["pay:card-x", "ip24:98.55.26"]) for i in range(60)]
+    wide = _run(CohortDetector(young_days=30.0), xs)
+    assert wide and {f.entity_id for f in wide} == {"swarm-s000"}
+    assert wide[0].window_start - T0 <= 3 * 3600.0
+    assert set(wide[-1].members) == {f"s{i:03d}" for i in range(5)}
+    assert not _run(CohortDetector(), xs)
+
+
+def test_link_keys_per_account_are_capped_and_later_windows_still_link() -> None:
+    det = CohortDetector(min_members=3, max_account_keys=8)
+    # One long-lived suspect with a new prompt band in every window.
+    for w in range(40):
+        det.learn_one(_young(0, T0 + 60.0 * w, keys=["pay:card-a", f"tplb:0:{w:06x}"]))
+    assert len(det._young["s000"].keys) == 8
+    # Two newcomers share a band the suspect sent long after its cap was reached.
+    found = []
+    for i in (1, 2):
+        det.learn_one(_young(i, T0 + 3000.0 + i, keys=["tplb:0:000027"]))
+        found += det.end_window(T0 + 3000.0, T0 + 3060.0)
+    assert found and set(found[-1].members) == {"s000", "s001", "s002"}
