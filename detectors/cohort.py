@@ -263,6 +263,11 @@ class CohortDetector:
         rec.last_ts = ts
         if x.get("org") is not None:
             rec.org = x["org"]
+        e = rec.harvest / (rec.requests + 1.0)
+        if e <= self.join_min:
+            # No keys kept for an account that is no suspect (most young accounts chat):
+            # its card, /24 and cohort recur in every window it sends, should it become one.
+            return
         own = rec.keys
         for k in keys:
             # Capped: an account older than a throwaway sends many prompts, each with its
@@ -270,9 +275,6 @@ class CohortDetector:
             if len(own) >= self.max_account_keys:
                 break
             own[k] = None
-        e = rec.harvest / (rec.requests + 1.0)
-        if e <= self.join_min:
-            return
         linked = []
         for k in (keys if rec.registered else own):
             stat = self._keys.get(k)
