@@ -30,16 +30,15 @@ from typing import Any
 
 from detectors.alerts import AlertBook
 from detectors.baseline import AccountBaseline
-from detectors.clusters import ClusterDetector
+from detectors.clusterchain import LocalClusterStages
 from detectors.coactivity import CoactivityDetector
 from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.features import window_features
 from detectors.findings import Finding
-from detectors.fingerprint import fingerprint_int
 from detectors.keys import cluster_keys
 from detectors.population import PopulationModel
-from detectors.templates import TemplateIndex
+from detectors.summary import AccountSummary
 from detectors.windows import AccountWindow, ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
@@ -103,6 +102,11 @@ class Detection:
         Run :class:`~detectors.cohort.CohortDetector` (``cohort_swarm``: swarms of young
         accounts) and :class:`~detectors.coactivity.CoactivityDetector`
         (``coactivity_lockstep``) on every closed window, with their defaults.
+    local_clusters
+        Run the cluster stages (:class:`~detectors.clusterchain.LocalClusterStages`) in this
+        object, on every closed window (``replay``, tests). The worker passes False: it
+        publishes the window's account summaries (:meth:`pop_summaries`) to the per-key
+        stage and campaign assembly runs on its own topic.
     account_ttl_s
         An account whose last active window started this long ago (event time, never wall
         time, so the worker and ``replay`` evict the same accounts) loses its state: it is
@@ -146,6 +150,7 @@ class Detection:
         max_members: int = 10_000,
         account_ttl_s: float = 7 * _DAY,
         coordination: bool = True,
+        local_clusters: bool = True,
     ) -> None:
         if not account_ttl_s > window_s * cluster_windows:
             raise ValueError(
@@ -171,20 +176,26 @@ class Detection:
         self._baselines: dict[str, AccountBaseline] = {}
         self._touched: set[str] = set()
         self._populations: dict[str, PopulationModel] = {}
-        self.templates = TemplateIndex(template_min_accounts, template_max_bits)
-        self.clusters = ClusterDetector(
+        #: The cluster-stage keywords, for whoever runs campaign assembly on its own.
+        self.cluster_kwargs: dict[str, Any] = dict(
             window_s=window_s,
-            cluster_windows=cluster_windows,
-            min_members=cluster_min_members,
-            min_share=cluster_min_share,
-            min_z=cluster_min_z,
             suspicious=suspicious,
-            critical_members=cluster_critical_members,
-            critical_young_share=cluster_critical_young_share,
-            hold_windows=cluster_hold_windows,
-            critical_harvest_tokens=cluster_critical_harvest_tokens,
+            cluster_windows=cluster_windows,
+            cluster_min_members=cluster_min_members,
+            cluster_min_share=cluster_min_share,
+            cluster_min_z=cluster_min_z,
+            cluster_critical_members=cluster_critical_members,
+            cluster_critical_young_share=cluster_critical_young_share,
+            cluster_hold_windows=cluster_hold_windows,
+            cluster_critical_harvest_tokens=cluster_critical_harvest_tokens,
+            template_min_accounts=template_min_accounts,
+            template_max_bits=template_max_bits,
             max_members=max_members,
         )
+        self.cluster_stages = LocalClusterStages(**self.cluster_kwargs) if local_clusters else None
+        # Without local cluster stages: (window start, summaries) per closed window, for the
+        # worker to publish (pop_summaries).
+        self.summaries: list[tuple[float, list[AccountSummary]]] = []
         self.cohort = CohortDetector(max_members=max_members) if coordination else None
         self.coactivity = CoactivityDetector(max_members=max_members) if coordination else None
         self.windows_closed = 0
@@ -207,6 +218,12 @@ class Detection:
     @property
     def active_accounts(self) -> int:
         return len(self._baselines)
+
+    def pop_summaries(self) -> list[tuple[float, list[AccountSummary]]]:
+        """Account summaries of the windows closed since the last call (``local_clusters``
+        off), oldest window first."""
+        out, self.summaries = self.summaries, []
+        return out
 
     # -- durable per-account state: the worker saves it per closed window --------------------
 
@@ -336,8 +353,7 @@ class Detection:
 
     def _detect(self, closed: ClosedWindow) -> list[Finding]:
         out: list[Finding] = []
-        clusters = self.clusters
-        templates = self.templates
+        summaries: list[AccountSummary] = []
         baselines = self._baselines
         end = closed.end
         young_cut = self.young_days
@@ -438,34 +454,21 @@ class Detection:
                     pop.learn("log_requests", lreq)
                     pop.learn("log_output_tokens", lout)
 
-                keys = cluster_keys(ev)
                 is_susp = extraction >= suspicious
-                if is_susp and acc.fps:
-                    # Template discovery only for suspicious accounts: the index stays small.
-                    seen_groups = set()
-                    for fp in acc.fps[:4]:
-                        v = fingerprint_int(fp)
-                        if v is None:
-                            continue
-                        gid = templates.lookup(v, end)
-                        if gid is None:
-                            templates.add(v, account_id)
-                        elif gid not in seen_groups:
-                            seen_groups.add(gid)
-                            keys.append(("tpl", gid))
                 spread = base.timing_spread
-                clusters.observe(
+                summaries.append(AccountSummary(
                     account_id,
-                    keys,
-                    extraction=extraction,
-                    young=young,
-                    regular=spread == spread and spread < 0.3,
-                    requests=n,
-                    output_tokens=out_tok,
-                    org=ev.org_id,
-                    models=acc.models if is_susp else None,
-                    ts=closed.start,
-                )
+                    closed.start,
+                    cluster_keys(ev),
+                    min(1.0, max(0.0, extraction)),
+                    young,
+                    spread == spread and spread < 0.3,
+                    n,
+                    out_tok,
+                    ev.org_id,
+                    dict(acc.models) if is_susp and acc.models else None,
+                    list(acc.fps[:4]) if is_susp and acc.fps else [],
+                ))
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
         new_lifts = {}
@@ -474,28 +477,11 @@ class Detection:
                 xs.sort()
                 new_lifts[tier] = max(0.0, xs[len(xs) // 2])
         self._lifts = new_lifts
-        # Template groups founded in this window count their founders right away.
-        for account_id, gid in templates.promote(end).items():
-            acc = closed.accounts.get(account_id)
-            base = baselines[account_id]
-            age = base.age_days(end)
-            spread = base.timing_spread
-            clusters.observe(
-                account_id,
-                [("tpl", gid)],
-                extraction=base.extraction_likeness(end, young_cut),
-                young=age == age and age < young_cut,
-                regular=spread == spread and spread < 0.3,
-                requests=acc.requests if acc is not None else 0,
-                output_tokens=acc.output_tokens if acc is not None else 0,
-                org=acc.last_event.org_id if acc is not None and acc.last_event else None,
-                models=None,
-                ts=closed.start,
-            )
-        if closed.end % (self.window_s * self.clusters.cluster_windows) == 0:
-            templates.end_window()
         self._hold(out, closed)
-        out.extend(clusters.end_window(closed.start, closed.end))
+        if self.cluster_stages is not None:
+            out.extend(self.cluster_stages.window(closed.start, summaries))
+        else:
+            self.summaries.append((closed.start, summaries))
         if self.cohort is not None and self.coactivity is not None:
             out.extend(self._coordination(closed, self.cohort, self.coactivity))
         return out
