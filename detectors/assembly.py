@@ -46,9 +46,10 @@ CAMPAIGN_DETECTORS = frozenset({"cluster_campaign", "cluster_model_pivot"})
 
 
 class _Pending:
-    __slots__ = ("parts", "summaries", "totals")
+    __slots__ = ("first_offset", "parts", "summaries", "totals")
 
-    def __init__(self) -> None:
+    def __init__(self, offset: int | None) -> None:
+        self.first_offset = offset
         self.parts: set[int] = set()
         self.totals: dict[str, int] = {}
         self.summaries: dict[str, AccountSummary] = {}
@@ -118,16 +119,17 @@ class CampaignAssembly:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def add(self, rec: dict[str, Any]) -> bool:
+    def add(self, rec: dict[str, Any], offset: int | None = None) -> bool:
         """Take one window-total record (checked by :func:`detectors.summary.decode`); False
-        when its window was assembled already or its partition sent it before."""
+        when its window was assembled already or its partition sent it before. ``offset``
+        is the record's position in its topic (see :meth:`committable`)."""
         w = float(rec["w"])
         if w < self.boundary:
             self.late += 1
             return False
         pend = self._pending.get(w)
         if pend is None:
-            pend = self._pending[w] = _Pending()
+            pend = self._pending[w] = _Pending(offset)
         part = int(rec["p"])
         if part in pend.parts:
             self.duplicates += 1
@@ -152,6 +154,12 @@ class CampaignAssembly:
             self.parts = parts
         if closed_before > self._marks.get(part, float("-inf")):
             self._marks[part] = closed_before
+
+    def committable(self, next_offset: int | None) -> int | None:
+        """Where a restart from the current state must read again: the first record of the
+        oldest window not assembled yet, else ``next_offset``."""
+        firsts = [p.first_offset for p in self._pending.values() if p.first_offset is not None]
+        return min(firsts) if firsts else next_offset
 
     # -- assembly ------------------------------------------------------------------------------
 
