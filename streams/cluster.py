@@ -86,9 +86,13 @@ class _Stage(Service):
             rebalance_timeout_ms=4_000,
             **self._kafka,
         )
-        # subscribe + start return at once; the group is joined in the background by the
-        # first getmany, so the worker's start-up never waits for this stage's rebalance.
         self._consumer.subscribe([self.topic], listener=_Listener(self))
+
+    async def join(self) -> None:
+        """Start the consumer (its first group join) from the stage's task, not from
+        ``on_start``: aiokafka's start waits for the join (about the rebalance timeout on
+        Tansu), and the worker's start-up, ingest included, must not wait for it."""
+        assert self._consumer is not None
         await self._consumer.start()
         log.info("%s stage consumer started on %s", self.group_suffix, self.topic)
 
@@ -177,6 +181,7 @@ class KeyStageService(_Stage):
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         out_topic = windows_topic(self.cfg.worker.app_id)
+        await self.join()
         while not self.should_stop:
             fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=10_000)
             futs = []
@@ -256,6 +261,7 @@ class CampaignStageService(_Stage):
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         findings_topic = self.cfg.topics.findings
+        await self.join()
         while not self.should_stop:
             fetched = await consumer.getmany(timeout_ms=POLL_MS, max_records=10_000)
             asm = self.assembly

@@ -101,3 +101,54 @@ def test_workers_raise_the_replay_campaigns(broker, worker_factory, tmp_path, wo
         assert jaccard(got[cid], members) >= 0.95, (cid, len(got[cid]), len(members))
     opened = [r["alert_id"] for r in rs if r["detector"] == CAMPAIGN and r["state"] == "opened"]
     assert len(opened) == len(set(opened)), "a campaign alert opened twice"
+
+
+def test_kill_of_the_campaign_assembler_continues_the_campaign(broker, worker_factory,
+                                                               tmp_path) -> None:
+    """SIGKILL the process that assembles campaigns after a campaign alert opened; its
+    successor restores the snapshot, continues the same campaign id with its members, and
+    the alert opens exactly once."""
+    import os
+    import signal
+
+    env_cfg = {**FAST_WORKER_ENV, "DISTILLWATCH_WINDOWS__SIZE_S": "60"}
+    records, last_ts = scenario_backfill(tmp_path)
+    cutoff = last_ts - 180
+    want = campaign_members(replay_changes(records, env_cfg), cutoff)
+    topics, env = isolated_topics()
+    env["DISTILLWATCH_WORKER__APP_ID"] = f"dw-kill-{uuid.uuid4().hex[:6]}"
+    data = str(tmp_path / "w")
+    a = worker_factory(**env, **env_cfg, DISTILLWATCH_WORKER__DATA_DIR=data)
+    time.sleep(2)
+    # The first half of the history (the small campaign under way), the kill, then the rest:
+    # the successor must continue that campaign, not start it again.
+    split = len(records) // 2
+    produce(broker, topics.requests, records[:split])
+
+    def opened(rs: list[dict]) -> bool:
+        return any(r["detector"] == CAMPAIGN and r["state"] == "opened" for r in rs)
+
+    first = read_topic(broker, topics.alerts, until=opened, timeout=120)
+    assert opened(first), a.log()
+    os.kill(a.proc.pid, signal.SIGKILL)
+    a.proc.wait()
+    before = campaign_members(first, float("inf"))
+    b = worker_factory(**env, **env_cfg, DISTILLWATCH_WORKER__DATA_DIR=data)
+    produce(broker, topics.requests, records[split:])
+
+    def done(rs: list[dict]) -> bool:
+        got = campaign_members(rs, cutoff)
+        return set(want) <= set(got) and all(
+            jaccard(got[cid], want[cid]) >= 0.95 for cid in want
+        )
+
+    rs = read_topic(broker, topics.alerts, until=done, timeout=240)
+    got = campaign_members(rs, cutoff)
+    assert set(got) == set(want), f"{sorted(got)} != {sorted(want)}\n{b.log()}"
+    for cid in before:
+        assert cid in got and before[cid] <= got[cid] | want[cid], "lost the campaign's members"
+    for cid, members in want.items():
+        assert jaccard(got[cid], members) >= 0.95, (cid, len(got[cid]), len(members))
+    ids = [r["alert_id"] for r in rs if r["detector"] == CAMPAIGN and r["state"] == "opened"]
+    assert len(ids) == len(set(ids)), f"a campaign alert opened twice: {ids}"
+    assert "campaign assembly restored:" in b.log(None)
