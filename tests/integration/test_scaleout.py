@@ -58,6 +58,23 @@ def scenario_backfill(tmp_path: Path) -> tuple[list[tuple[bytes, bytes]], float]
     return list(zip(keys, lines, strict=True)), float(sim.events.ts[-1])
 
 
+def wait_groups_joined(procs: list, timeout: float = 90.0) -> None:
+    """Until the last worker started has joined the ingest and both cluster groups: a join
+    completes only when every member has rejoined, so the groups then hold every worker (a
+    loaded machine joins slower than any fixed sleep). Tansu's DescribeGroups answer is not
+    readable by kafka-python, hence the log."""
+    marks = ("cluster-keys stage consumer started", "campaigns stage consumer started",
+             "restored state of")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = procs[-1].log(None)
+        if all(m in text for m in marks):
+            time.sleep(3)  # the other members' assignment callbacks
+            return
+        time.sleep(0.5)
+    raise AssertionError("the last worker did not join its consumer groups")
+
+
 def replay_changes(records: list[tuple[bytes, bytes]], env: dict[str, str]) -> list[dict]:
     mon = Monitor(**monitor_kwargs(load_config(environ=env)))
     out = []
@@ -83,8 +100,9 @@ def test_workers_raise_the_replay_campaigns(broker, worker_factory, tmp_path, wo
         for i in range(workers)
     ]
     # Let the groups settle on all workers before the backfill (a rebalance in the middle
-    # is the recovery test's subject, not this one's).
-    time.sleep(8 if workers > 1 else 2)
+    # drops the moved partitions' events of closed windows as late: the recovery test's
+    # subject, not this one's).
+    wait_groups_joined(procs)
     produce(broker, topics.requests, records)
 
     def done(rs: list[dict]) -> bool:
