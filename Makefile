@@ -29,7 +29,9 @@ prometheus-tools:
 	command -v promtool >/dev/null && command -v amtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager)
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql chromium fonts-dejavu-core)
 
-# pytest exits 5 when it collects nothing: that is a failure here, on purpose.
+# pytest exits 5 when it collects nothing: that is a failure here, on purpose. Two
+# processes, a file each at a time (the broker tests share a session broker per process and
+# wait far more than they compute); ARGS="-n 0" runs in one process.
 test: $(STAMP) prometheus-tools
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)

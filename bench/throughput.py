@@ -96,10 +96,13 @@ async def _live(args: argparse.Namespace, bootstrap: str, topics: TopicsConfig, 
     """Live traffic at ``rate`` events/s (ts = now) with ramping accounts; time the outputs."""
     acc, steady = pops
     # Pools of field mixes, re-stamped with ts and event id when sent.
-    bg = list(event_dicts(acc, min(200_000, int(rate * args.live_s) + 1), t0=0.0, span_s=1.0,
-                          seed=11))
+    # Stamped on today's clock (account_created_ts follows t0): a pool built at t0=0 made
+    # every live event invalid (created before 1970), and the phase measured nothing.
+    t_pool = time.time()
+    bg = list(event_dicts(acc, min(200_000, int(rate * args.live_s) + 1), t0=t_pool,
+                          span_s=1.0, seed=11))
     ramp_rate = args.ramp_accounts * args.steady_per_window * _RAMP / args.window_s
-    ramp = list(event_dicts(steady, 50_000, t0=0.0, span_s=1.0, seed=12,
+    ramp = list(event_dicts(steady, 50_000, t0=t_pool, span_s=1.0, seed=12,
                             only=np.arange(args.ramp_accounts)))
     seen: list[tuple[float, str, Any]] = []
     stop = asyncio.Event()
@@ -243,6 +246,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["latency"]["finding_latency_metric_p99_s"] = histogram_quantile(diff, 0.99)
             res["latency"]["findings"] = total(after, "distillwatch_findings_total") - total(
                 before, "distillwatch_findings_total")
+            for k in ("invalid", "late"):
+                name = f"distillwatch_events_{k}_total"
+                res["latency"][k] = total(after, name) - total(before, name)
+                if res["latency"][k]:
+                    print(f"warning: {res['latency'][k]:,.0f} live events were {k}: the "
+                          "latency phase does not measure what it should", file=sys.stderr)
             st = worker.status()
             res["worker"]["peak_rss_bytes"] = st["VmHWM"]
             res["worker"]["active_accounts"] = total(after, "distillwatch_active_accounts")
@@ -269,6 +278,8 @@ def table(res: dict[str, Any]) -> str:
         ("worker CPU busy while timed (CPU s / wall s)",
          _fmt(w["cpu_seconds"] / w["seconds"]), ""),
         ("late events dropped by the worker (share)", _fmt(w["late"] / w["events"]), "0"),
+        ("live phase: events invalid / late",
+         f"{_fmt(lat.get('invalid', math.nan))} / {_fmt(lat.get('late', math.nan))}", "0 / 0"),
         ("alert after window close p50 / p99 (s)",
          f"{_fmt(lat['alert_after_close_s']['p50'])} / {_fmt(lat['alert_after_close_s']['p99'])}"
          f" (n={lat['alert_after_close_s']['n']})", "p99 <= 2"),

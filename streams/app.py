@@ -19,6 +19,7 @@ from streams.cluster import CampaignStageService, KeyStageService
 from streams.config import Config
 from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
+from streams.faust_transport import App
 from streams.ingest import IngestService
 from streams.integrity import signer_for
 from streams.kafka_security import faust_credentials
@@ -55,7 +56,7 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
     # One key signs findings, alerts, actions and alerts-dlq records and verifies what this
     # worker reads (streams/integrity.py).
     signer = signer_for(cfg)
-    app = faust.App(
+    app = App(
         cfg.worker.app_id,
         broker=cfg.broker.url,
         broker_credentials=faust_credentials(cfg.broker),  # SASL/TLS: docs/deployment.md
@@ -155,14 +156,6 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
         )
         where = {"source_topic": t.findings, "partition": m.partition, "offset": m.offset}
         await dispatcher.dlq(rejected_record(reason, error, where, raw))
-
-    @app.timer(interval=5.0)
-    async def report_lag() -> None:
-        for svc in app._extra_service_instances or []:
-            if isinstance(svc, IngestService):
-                for p, high in svc.highwaters.items():
-                    done = svc.last_offsets.get(p, -1) + 1
-                    metrics.consumer_lag.labels(str(p)).set(max(0, high - done))
 
     dispatcher = install_delivery(app, cfg, registry, signer=signer,
                                   record_metrics=record_metrics)

@@ -16,6 +16,7 @@ counted twice and nothing is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from streams.broker import create_topics
 from streams.cluster_topics import ensure_cluster_topics, keys_topic
 from streams.config import Config
 from streams.dlq import publish as publish_dlq
+from streams.faust_transport import FETCH_MAX_WAIT_MS
 from streams.integrity import RecordSigner
 from streams.kafka_security import client_kwargs
 from streams.stages import IngestStage
@@ -57,8 +59,6 @@ class IngestService(Service):
         self.stage = stage
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
-        self.last_offsets: dict[int, int] = {}
-        self.highwaters: dict[int, int] = {}
         self._slow_batch_s = cfg.worker.slow_batch_s
         # Every client of this service authenticates the same way (streams/kafka_security.py).
         self._kafka = client_kwargs(cfg.broker)
@@ -93,6 +93,9 @@ class IngestService(Service):
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            # An idle fetch is parked this long by the broker: latency on new events, and on
+            # the fetch responses that prove a quiet partition caught up (streams/watermark.py).
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             # A join on Tansu (and on a quiet Kafka) waits about the rebalance timeout.
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
@@ -136,10 +139,6 @@ class IngestService(Service):
                 for tp, recs in fetched.items():
                     p = tp.partition
                     batch.extend((r.value, p, r.offset) for r in recs)
-                    self.last_offsets[p] = recs[-1].offset
-                    hw = consumer.highwater(tp)
-                    if hw is not None:
-                        self.highwaters[p] = hw
                 res = stage.handle(batch, now=time.time())
                 if self._slow_batch_s:
                     # Test hook: a worker that is slow on purpose (blocking, as CPU-bound
@@ -179,6 +178,7 @@ class IngestService(Service):
         """Tell the stage, per assigned partition, what the latest fetch response proved:
         the end offset it reported, the position the worker has consumed to, and when."""
         stage = self.stage
+        lag = stage.metrics.consumer_lag
         for tp in consumer.assignment():
             end = consumer.highwater(tp)
             # The position is valid once a fetch has reported the end offset.
@@ -186,6 +186,10 @@ class IngestService(Service):
             polled = consumer.last_poll_timestamp(tp)
             at = polled / 1000.0 if polled is not None else time.time()
             stage.fetched(tp.partition, position=pos, end_offset=end, at=at)
+            if end is not None and pos is not None:
+                # Records handed to the worker count as done: it processes them before the
+                # next poll.
+                lag.labels(str(tp.partition)).set(max(0, end - pos))
 
     async def checkpoint(self) -> None:
         """Save the state of accounts in windows closed so far, then commit the offsets
@@ -229,6 +233,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as err:  # the group moved on: the new owner replays from Kafka
             log.warning("checkpoint before revocation failed: %s", err)
         svc.stage.release(tp.partition for tp in revoked)
+        for tp in revoked:
+            # Another worker reports these now: a stale series here would double the lag.
+            with contextlib.suppress(KeyError):
+                svc.stage.metrics.consumer_lag.remove(str(tp.partition))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         svc = self.service

@@ -30,6 +30,18 @@ FAST_WORKER_ENV = {
 }
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that wait on a broker run first. ``make test`` spreads files over two processes
+    (pytest-xdist, ``--dist loadfile``); a slow file handed out last would be the run's whole
+    tail. The sort is stable: order inside a file, and among the rest, is kept."""
+    slow = {
+        item.path
+        for item in items
+        if item.get_closest_marker("integration") or "broker" in getattr(item, "fixturenames", ())
+    }
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(topics=TopicsConfig().layout()) as b:

@@ -116,6 +116,9 @@ def test_worker_alerts_dlq_metrics_and_redelivery(broker, worker_factory):
     assert (worker.metric("distillwatch_findings_total",
                           {"detector": "account_baseline"}) or 0) >= 1
     assert worker.metric("distillwatch_active_accounts") == 31
+    # Every owned partition reports its lag (set at each poll), and all of it is consumed.
+    assert [worker.metric("distillwatch_consumer_lag_messages", {"partition": str(p)})
+            for p in range(4)] == [0.0] * 4
     metrics_text = worker.metrics_text()
     assert "ramp-1" not in metrics_text and "benign-" not in metrics_text
 
