@@ -20,6 +20,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,12 +182,21 @@ class AlertBook:
                 out.append(self._change("updated", o, ts))
         return out
 
-    def tick(self, watermark: float) -> list[dict[str, Any]]:
+    def tick(
+        self, watermark: float, detectors: Container[str] | None = None, *, among: bool = True
+    ) -> list[dict[str, Any]]:
         """Resolve alerts quiet for ``quiet_windows`` windows of event time before
-        ``watermark``; prune dedupe memory that is too old to matter."""
+        ``watermark``; prune dedupe memory that is too old to matter.
+
+        With ``detectors``, only the alerts of those detectors (``among=False``: of every
+        other detector) follow this watermark: campaign assembly runs behind the account
+        stage, and the account stage's watermark must not resolve a campaign whose next
+        finding is still on its way."""
         horizon = self.quiet_windows * self.window_s
         out = []
         for key, o in list(self._open.items()):
+            if detectors is not None and (key[2] in detectors) != among:
+                continue
             if watermark >= o.last_window_end + horizon:
                 del self._open[key]
                 self._dirty.add(key)

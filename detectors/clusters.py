@@ -44,6 +44,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from detectors.campaign_findings import campaign_findings
 from detectors.campaigns import Campaign, CampaignBook, UnionFind
@@ -116,11 +117,11 @@ class ClusterDetector:
         self.max_members = max_members
         self._span = window_s * cluster_windows
         self._cw_start: float | None = None
-        # Account-windows per key in the current cluster window, under the key's hash: most
-        # keys are one account's (its /24, payment fingerprint, signup hour), and holding
-        # their tuples and strings here was most of the detector's memory per account. Only
-        # keys with suspicious members are ever read back; a 64-bit collision is harmless.
-        self._tot: dict[int, int] = {}
+        # Account-windows per key label in the current cluster window. The per-key stage
+        # (detectors/keycount.py) counts them for every key and sends the running totals of
+        # the keys suspects touched (:meth:`set_totals`); template keys, which only suspects
+        # carry, are counted here.
+        self._tot: dict[str, int] = {}
         self._agg: dict[Key, KeyAgg] = {}
         self._touched: set[Key] = set()
         self._flagged_now: set[Key] = set()
@@ -152,8 +153,9 @@ class ClusterDetector:
         self._roll(ts)
         tot = self._tot
         for k in keys:
-            h = hash(k)
-            tot[h] = tot.get(h, 0) + 1
+            if k[0] == "tpl":
+                label = key_label(k)
+                tot[label] = tot.get(label, 0) + 1
         if extraction < self.suspicious:
             return
         book = self.book
@@ -197,6 +199,12 @@ class ClusterDetector:
                 for m, n in models.items():
                     c.models_now[m] = c.models_now.get(m, 0) + n
 
+    def set_totals(self, ts: float, totals: Iterable[tuple[str, int]]) -> None:
+        """Running account-window totals (this cluster window) of the keys, by label, as the
+        per-key stage counted them up to and including the window starting at ``ts``."""
+        self._roll(ts)
+        self._tot.update(totals)
+
     def _roll(self, ts: float) -> None:
         start = ts - ts % self._span
         if self._cw_start is None:
@@ -232,7 +240,7 @@ class ClusterDetector:
         return out
 
     def _stats(self, k: Key, agg: KeyAgg) -> tuple[int, float, float]:
-        return key_stats(agg, self._tot.get(hash(k), 0), self._keys.get(k))
+        return key_stats(agg, self._tot.get(key_label(k), 0), self._keys.get(k))
 
     def _vote(self, accounts: object) -> dict[str, int]:
         """Campaigns these accounts already belong to, with how many of them each."""
@@ -244,7 +252,7 @@ class ClusterDetector:
         return votes
 
     def _add_members(self, c: Campaign, k: Key, agg: KeyAgg) -> None:
-        share = agg.susp_aw / max(self._tot.get(hash(k), 0), 1)
+        share = agg.susp_aw / max(self._tot.get(key_label(k), 0), 1)
         self.book.add_key_members(c, k, agg, share)
 
     def _evaluate_touched(self, now: float) -> None:

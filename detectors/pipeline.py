@@ -31,24 +31,22 @@ from typing import Any
 from detectors.alerts import AlertBook
 from detectors.baseline import AccountBaseline
 from detectors.baseline_rule import BaselineRule
-from detectors.clusters import ClusterDetector
+from detectors.clusterchain import LocalClusterStages
 from detectors.coactivity import CoactivityDetector
 from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.extraction_rule import ExtractionRule
 from detectors.findings import Finding
-from detectors.fingerprint import fingerprint_int
 from detectors.keys import cluster_keys
 from detectors.params import DetectionParams
 from detectors.population import PopulationModel
 from detectors.shift_rule import ProfileShiftRule
-from detectors.templates import TemplateIndex
+from detectors.summary import AccountSummary
 from detectors.windows import ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
 
 log = logging.getLogger(__name__)
-
 
 class Detection:
     """Windows, features and detectors for every account and cluster.
@@ -60,6 +58,11 @@ class Detection:
     overrides
         Flat-named changes to ``params`` (``window_s=30``, ``account_threshold=8``: the
         configuration's field names), for tests and tools.
+    local_clusters
+        Run the cluster stages (:class:`~detectors.clusterchain.LocalClusterStages`) in this
+        object, on every closed window (``replay``, tests). The worker passes False: it
+        publishes the window's account summaries (:meth:`pop_summaries`) to the per-key
+        stage and campaign assembly runs on its own topic.
 
     The per-account rules are :class:`~detectors.baseline_rule.BaselineRule`
     (``account_baseline``), :class:`~detectors.extraction_rule.ExtractionRule`
@@ -79,7 +82,13 @@ class Detection:
     their window closes).
     """
 
-    def __init__(self, params: DetectionParams | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        params: DetectionParams | None = None,
+        *,
+        local_clusters: bool = True,
+        **overrides: Any,
+    ) -> None:
         p = params or DetectionParams()
         if overrides:
             p = p.replace_flat(**overrides)
@@ -111,20 +120,26 @@ class Detection:
         self._baselines: dict[str, AccountBaseline] = {}
         self._touched: set[str] = set()
         self._populations: dict[str, PopulationModel] = {}
-        self.templates = TemplateIndex(p.template_min_accounts, p.template_max_bits)
-        self.clusters = ClusterDetector(
+        #: The cluster-stage keywords, for whoever runs campaign assembly on its own.
+        self.cluster_kwargs: dict[str, Any] = dict(
             window_s=window_s,
-            cluster_windows=cluster_windows,
-            min_members=p.cluster_min_members,
-            min_share=p.cluster_min_share,
-            min_z=p.cluster_min_z,
             suspicious=suspicious,
-            critical_members=p.cluster_critical_members,
-            critical_young_share=p.cluster_critical_young_share,
-            hold_windows=p.cluster_hold_windows,
-            critical_harvest_tokens=p.cluster_critical_harvest_tokens,
+            cluster_windows=cluster_windows,
+            cluster_min_members=p.cluster_min_members,
+            cluster_min_share=p.cluster_min_share,
+            cluster_min_z=p.cluster_min_z,
+            cluster_critical_members=p.cluster_critical_members,
+            cluster_critical_young_share=p.cluster_critical_young_share,
+            cluster_hold_windows=p.cluster_hold_windows,
+            cluster_critical_harvest_tokens=p.cluster_critical_harvest_tokens,
+            template_min_accounts=p.template_min_accounts,
+            template_max_bits=p.template_max_bits,
             max_members=max_members,
         )
+        self.cluster_stages = LocalClusterStages(**self.cluster_kwargs) if local_clusters else None
+        # Without local cluster stages: (window start, summaries) per closed window, for the
+        # worker to publish (pop_summaries).
+        self.summaries: list[tuple[float, list[AccountSummary]]] = []
         # The swarm detector judges every account younger than the detection's young_days
         # (30), not only throwaways (its own default, 2 days): a slow campaign's accounts,
         # opened days before use, share a card and a /24 long before any one of them is
@@ -154,6 +169,12 @@ class Detection:
     @property
     def active_accounts(self) -> int:
         return len(self._baselines)
+
+    def pop_summaries(self) -> list[tuple[float, list[AccountSummary]]]:
+        """Account summaries of the windows closed since the last call (``local_clusters``
+        off), oldest window first."""
+        out, self.summaries = self.summaries, []
+        return out
 
     # -- durable per-account state: the worker saves it per closed window --------------------
 
@@ -283,8 +304,7 @@ class Detection:
 
     def _detect(self, closed: ClosedWindow) -> list[Finding]:
         out: list[Finding] = []
-        clusters = self.clusters
-        templates = self.templates
+        summaries: list[AccountSummary] = []
         baselines = self._baselines
         end = closed.end
         young_cut = self.young_days
@@ -369,34 +389,21 @@ class Detection:
                     pop.learn("log_requests", lreq)
                     pop.learn("log_output_tokens", lout)
 
-                keys = cluster_keys(ev)
                 is_susp = extraction >= suspicious
-                if is_susp and acc.fps:
-                    # Template discovery only for suspicious accounts: the index stays small.
-                    seen_groups = set()
-                    for fp in acc.fps[:4]:
-                        v = fingerprint_int(fp)
-                        if v is None:
-                            continue
-                        gid = templates.lookup(v, end)
-                        if gid is None:
-                            templates.add(v, account_id)
-                        elif gid not in seen_groups:
-                            seen_groups.add(gid)
-                            keys.append(("tpl", gid))
                 spread = base.timing_spread
-                clusters.observe(
+                summaries.append(AccountSummary(
                     account_id,
-                    keys,
-                    extraction=extraction,
-                    young=young,
-                    regular=spread == spread and spread < 0.3,
-                    requests=n,
-                    output_tokens=out_tok,
-                    org=ev.org_id,
-                    models=acc.models if is_susp else None,
-                    ts=closed.start,
-                )
+                    closed.start,
+                    cluster_keys(ev),
+                    min(1.0, max(0.0, extraction)),
+                    young,
+                    spread == spread and spread < 0.3,
+                    n,
+                    out_tok,
+                    ev.org_id,
+                    dict(acc.models) if is_susp and acc.models else None,
+                    list(acc.fps[:4]) if is_susp and acc.fps else [],
+                ))
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
         new_lifts = {}
@@ -405,28 +412,11 @@ class Detection:
                 xs.sort()
                 new_lifts[tier] = max(0.0, xs[len(xs) // 2])
         self._lifts = new_lifts
-        # Template groups founded in this window count their founders right away.
-        for account_id, gid in templates.promote(end).items():
-            acc = closed.accounts.get(account_id)
-            base = baselines[account_id]
-            age = base.age_days(end)
-            spread = base.timing_spread
-            clusters.observe(
-                account_id,
-                [("tpl", gid)],
-                extraction=base.extraction_likeness(end, young_cut),
-                young=age == age and age < young_cut,
-                regular=spread == spread and spread < 0.3,
-                requests=acc.requests if acc is not None else 0,
-                output_tokens=acc.output_tokens if acc is not None else 0,
-                org=acc.last_event.org_id if acc is not None and acc.last_event else None,
-                models=None,
-                ts=closed.start,
-            )
-        if closed.end % (self.window_s * self.clusters.cluster_windows) == 0:
-            templates.end_window()
         self._hold(out, closed)
-        out.extend(clusters.end_window(closed.start, closed.end))
+        if self.cluster_stages is not None:
+            out.extend(self.cluster_stages.window(closed.start, summaries))
+        else:
+            self.summaries.append((closed.start, summaries))
         if self.cohort is not None and self.coactivity is not None:
             out.extend(self._coordination(closed, self.cohort, self.coactivity))
         return out

@@ -15,6 +15,7 @@ import faust
 import orjson
 from prometheus_client import CollectorRegistry
 
+from streams.cluster import CampaignStageService, KeyStageService
 from streams.config import Config
 from streams.delivery import install_delivery
 from streams.faust_metrics import install as install_faust_metrics
@@ -99,6 +100,19 @@ def build_app(cfg: Config, registry: CollectorRegistry | None = None) -> faust.A
             super().__init__(cfg, ingest, **kwargs)
             self.signer = signer
 
+    class _Keys(KeyStageService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(cfg, metrics, **kwargs)
+
+    class _Campaigns(CampaignStageService):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(cfg, metrics, **kwargs)
+            self.signer = signer
+
+    # The cluster stages first: their consumer groups are registered before ingest starts
+    # and join in the background (nothing in their start-up waits for a rebalance).
+    app.service(_Keys)
+    app.service(_Campaigns)
     app.service(_Ingest)
 
     @app.agent(findings, concurrency=1)

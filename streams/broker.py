@@ -72,9 +72,11 @@ def create_topics(
     *,
     compact: bool = False,
     client_kwargs: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Create the topics of ``layout`` (name -> partitions) that do not exist yet;
-    ``compact`` asks for log compaction (state changelogs); ``client_kwargs`` carries the
+    ``compact`` asks for log compaction (state changelogs); ``configs`` gives topic configs
+    by name (retention, docs/deployment.md "Topics"); ``client_kwargs`` carries the
     connection security (:func:`streams.kafka_security.client_kwargs`)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -89,7 +91,10 @@ def create_topics(
                 t,
                 num_partitions=n,
                 replication_factor=1,
-                topic_configs={"cleanup.policy": "compact"} if compact else {},
+                topic_configs={
+                    **(configs or {}).get(t, {}),
+                    **({"cleanup.policy": "compact"} if compact else {}),
+                },
             )
             for t, n in layout.items()
             if t not in existing

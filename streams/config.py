@@ -120,6 +120,25 @@ class TopicsConfig(_Section):
         out[self.alerts] = 1
         return out
 
+    def retention(self) -> dict[str, dict[str, str]]:
+        """Topic configs the worker and topics-init create topics with: every topic's
+        retention is explicit (docs/deployment.md, "Topics")."""
+        day = 24 * 3600 * 1000
+        return {
+            # What re-processing after a detector change can replay; raw traffic is the
+            # largest topic, so it is the shortest-lived one that matters.
+            self.requests: {"cleanup.policy": "delete", "retention.ms": str(7 * day)},
+            self.requests_dlq: {"cleanup.policy": "delete", "retention.ms": str(14 * day)},
+            self.findings: {"cleanup.policy": "delete", "retention.ms": str(7 * day)},
+            # Alert history and the audit trail: long-lived, never compacted (every state
+            # change of an alert, every decision, is a record someone may need to read).
+            self.alerts: {"cleanup.policy": "delete", "retention.ms": str(365 * day)},
+            self.alerts_dlq: {"cleanup.policy": "delete", "retention.ms": str(30 * day)},
+            self.actions: {"cleanup.policy": "delete", "retention.ms": "-1"},
+            # One verdict per alert id: the newest is the verdict.
+            self.labels: {"cleanup.policy": "compact"},
+        }
+
     def all(self) -> list[str]:
         return [
             self.requests,

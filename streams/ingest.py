@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from mode import Service
 
 from streams.broker import create_topics
+from streams.cluster_topics import ensure_cluster_topics, keys_topic
 from streams.config import Config
 from streams.dlq import publish as publish_dlq
 from streams.faust_transport import FETCH_MAX_WAIT_MS
@@ -79,6 +80,12 @@ class IngestService(Service):
             compact=True,
             client_kwargs=self._kafka,
         )
+        app_id = self.cfg.worker.app_id
+        await asyncio.to_thread(ensure_cluster_topics, bootstrap, app_id,
+                                self.cfg.topics.partitions, self._kafka)
+        self._keys_topic = keys_topic(app_id)
+        self.stage.sources = len(partitions)
+        self.stage.key_parts = len(await self._producer.partitions_for(self._keys_topic))
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=f"{self.cfg.worker.app_id}-ingest",
@@ -159,6 +166,10 @@ class IngestService(Service):
             else:
                 findings = stage.tick(now=time.time())
             futs.extend(await self._send_findings(findings))
+            # Account summaries for the cluster stages, acknowledged before the commit like
+            # the findings (a crash re-sends them; the per-key stage drops the repeats).
+            for q, value in stage.pop_cluster_records():
+                futs.append(await producer.send(self._keys_topic, value, partition=q))
             if futs:
                 await asyncio.gather(*futs)
             await self.checkpoint()

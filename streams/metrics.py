@@ -37,6 +37,8 @@ class Metrics(NamedTuple):
     accounts_evicted: Counter
     detect_errors: Counter
     dlq_write_failures: Counter
+    cluster_records_rejected: Counter
+    campaign_watermark: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry, prefix: str = "distillwatch") -> Metrics:
@@ -129,6 +131,17 @@ class Metrics(NamedTuple):
             dlq_write_failures=Counter(
                 f"{prefix}_dlq_write_failures",
                 "Failed writes to requests-dlq (each is retried; offsets wait for it)",
+                registry=registry,
+            ),
+            cluster_records_rejected=Counter(
+                f"{prefix}_cluster_records_rejected",
+                "Cluster-stage records that did not decode (dead-lettered), by stage and reason",
+                ["stage", "reason"],
+                registry=registry,
+            ),
+            campaign_watermark=Gauge(
+                f"{prefix}_campaign_watermark_timestamp_seconds",
+                "Event time before which campaign assembly has assembled every window",
                 registry=registry,
             ),
         )

@@ -13,9 +13,11 @@ from typing import Any
 import orjson
 
 from detectors.alerts import AlertBook
+from detectors.assembly import CAMPAIGN_DETECTORS
 from detectors.events import InvalidEvent, parse_event
 from detectors.findings import Finding
 from detectors.pipeline import Detection
+from detectors.summary import AccountSummary, encode, route
 from streams.config import Config
 from streams.dlq import dlq_record
 from streams.metrics import Metrics
@@ -48,7 +50,16 @@ class IngestStage:
     def __init__(self, cfg: Config, metrics: Metrics, detection: Detection | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self.detection = detection or Detection(**cfg.detection_kwargs())
+        # Cluster detection runs in its own stages (streams/cluster.py): this one publishes
+        # the account summaries of every closed window (pop_cluster_records).
+        self.detection = detection or Detection(**cfg.detection_kwargs(), local_clusters=False)
+        #: Partitions of ``requests`` (sources) and of the per-key topic; the service sets
+        #: them from the broker's metadata before the first batch.
+        self.sources = cfg.topics.partitions
+        self.key_parts = cfg.topics.partitions
+        self._owned: set[int] = set()
+        self._cluster_out: list[tuple[int, bytes]] = []
+        self._marked = float("-inf")
         self._max_ts = float("-inf")
         self.clocks = PartitionClocks()
         # Per open window: the first offset of each partition that fed it, so offsets are
@@ -152,14 +163,48 @@ class IngestStage:
 
     def assigned(self, partitions: Iterable[int | None]) -> None:
         """New partitions hold the watermark back until their first fetch response."""
-        self.clocks.assigned(partitions)
+        parts = list(partitions)
+        self.clocks.assigned(parts)
+        self._owned.update(p for p in parts if p is not None)
+        # The new partitions have not told the per-key stage anything yet.
+        self._marked = float("-inf")
 
     def _close(self, now: float) -> list[dict[str, Any]]:
         wm = self.clocks.watermark()
         if wm is None or wm <= self._max_ts:
             return []
         self._max_ts = wm
-        return self._advance(wm, now)
+        out = self._advance(wm, now)
+        self._publish_summaries()
+        return out
+
+    def _publish_summaries(self) -> None:
+        """Key batches of the windows just closed, then, when the boundary moved, a
+        watermark per owned partition to every key partition (after the batches: the
+        per-key stage reads them in that order on each of its partitions)."""
+        det = self.detection
+        parts, susp = self.key_parts, det.suspicious
+        out = self._cluster_out
+        account_partition = self.account_partition
+        for start, summaries in det.pop_summaries():
+            by_source: dict[int, list[AccountSummary]] = {}
+            for s in summaries:
+                p = account_partition.get(s.account_id)
+                by_source.setdefault(p if p is not None else 0, []).append(s)
+            for p, group in by_source.items():
+                for q, rec in route(start, p, group, parts=parts, suspicious=susp).items():
+                    out.append((q, encode(rec)))
+        b = det.windower.closed_before
+        if b > self._marked and self._owned:
+            self._marked = b
+            for p in sorted(self._owned):
+                wm = encode({"t": "wm", "p": p, "n": max(self.sources, p + 1), "b": b})
+                out.extend((q, wm) for q in range(parts))
+
+    def pop_cluster_records(self) -> list[tuple[int, bytes]]:
+        """(key partition, value) records for the per-key topic since the last call."""
+        out, self._cluster_out = self._cluster_out, []
+        return out
 
     def release(self, partitions: Iterable[int | None]) -> None:
         """Forget everything about ``partitions`` (revoked in a rebalance): their accounts'
@@ -170,6 +215,7 @@ class IngestStage:
             del self.account_partition[a]
         self.detection.drop_accounts(ids)
         self.clocks.release(gone)
+        self._owned -= gone
         for p in gone:
             self._next_offset.pop(p, None)
             for firsts in self._open_first.values():
@@ -263,7 +309,10 @@ class AlertStage:
     def _fold(self, msg: dict[str, Any]) -> list[dict[str, Any]]:
         kind = msg.get("type")
         if kind == "watermark":
-            changes = self.book.tick(float(msg["ts"]))
+            # Campaign assembly's watermark moves campaign alerts; the account stage's
+            # every other alert.
+            among = msg.get("stage") == "campaign"
+            changes = self.book.tick(float(msg["ts"]), CAMPAIGN_DETECTORS, among=among)
         elif kind == "finding":
             fields = {k: v for k, v in msg.items() if k != "type"}
             changes = self.book.observe(Finding.from_dict(fields))

@@ -15,6 +15,7 @@ from prometheus_client import (
 )
 
 from streams.broker import create_topics
+from streams.cluster_topics import ensure_cluster_topics
 from streams.config_cmd import config_from_args
 from streams.kafka_security import client_kwargs
 
@@ -53,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_create_topics:
         create_topics(
-            cfg.broker.bootstrap, cfg.topics.layout(), client_kwargs=client_kwargs(cfg.broker)
+            cfg.broker.bootstrap, cfg.topics.layout(), client_kwargs=client_kwargs(cfg.broker),
+            configs=cfg.topics.retention(),
         )
+        ensure_cluster_topics(cfg.broker.bootstrap, cfg.worker.app_id, cfg.topics.partitions,
+                              client_kwargs=client_kwargs(cfg.broker))
     registry = CollectorRegistry()
     # process_* (memory, CPU, open files) and python_* for the pipeline-health dashboard.
     ProcessCollector(registry=registry)

@@ -196,7 +196,18 @@ def test_kill_one_of_two_workers_state_restored_alerts_open_once(broker, worker_
     }
     got = {k: ids[0] for k, ids in by_key.items() if k[0] in ramps}
     assert len({e for e, _ in expected}) >= 2, f"the offline run should catch the ramps: {expected}"
-    assert got == expected
+
+    def on_survivor(alerts: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+        return {k: v for k, v in alerts.items() if _partition(k[0]) not in dead_partitions}
+
+    # The survivor's own partitions lost nothing in the crash: their alerts are the offline
+    # run's, id for id (no missing, no extra, same window).
+    assert on_survivor(got) == on_survivor(expected)
+    # The dead worker's partitions may lose up to the bound above as late events (docs/
+    # state.md), in windows before the ramps; that can move a ramp's first alert by a window
+    # or alert a ramp the offline run flags a little later (a stress-ng run did both). What
+    # must hold there: every alert of the offline run is raised, and once (checked above).
+    assert set(expected) <= set(got), (expected, got)
     flagged = {e for e, _ in got}
     moved = [r for r in ramps if _partition(r) in dead_partitions]
     assert moved and all(r in flagged for r in moved), (moved, got)

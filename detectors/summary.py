@@ -1,0 +1,273 @@
+"""What the account stage tells the cluster stages about one closed account-window, and how
+it travels: the wire records between the account stage, the per-key stage
+(:mod:`detectors.keycount`) and campaign assembly (:mod:`detectors.assembly`).
+
+Every account-window becomes an :class:`AccountSummary`. On the wire it is folded, per
+window, per source (a ``requests`` partition) and per key partition, into one *key batch*
+(:func:`route`): for each cluster key of that partition, how many account-windows carried
+it and how many of them were suspicious, plus the full summaries of the suspicious accounts
+(a few percent of accounts; they carry the fingerprints and models campaign assembly
+needs). Per account-window that is about 7 key counts (~25 bytes each) and, for a suspect,
+~250 bytes of summary.
+
+Every record is JSON with a fixed schema and is validated on read (:func:`decode`):
+whoever can write to the topics cannot make a stage run code, and a record that does not
+decode raises :class:`SummaryFormatError` with a reason (the stage dead-letters and counts
+it).
+
+Examples
+--------
+>>> s = AccountSummary("a1", 600.0, [("pay", "card-1"), ("asn", 64500)], extraction=0.8,
+...                    young=True, regular=False, requests=3, output_tokens=900, org=None,
+...                    models={"m": 3}, fps=["0123456789abcdef"])
+>>> batches = route(600.0, 0, [s], parts=1, suspicious=0.5)
+>>> rec = decode(encode(batches[0]))
+>>> rec["keys"]
+[['asn:64500', 1, 1], ['pay:card-1', 1, 1]]
+>>> AccountSummary.from_wire(rec["susp"][0]).keys
+[('pay', 'card-1'), ('asn', 64500)]
+>>> decode(b'{"t": "kb", "w": "soon"}')
+Traceback (most recent call last):
+...
+detectors.summary.SummaryFormatError: bad_field: w must be a finite number
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from detectors.keys import KIND_NAMES, Key, key_label
+
+__all__ = [
+    "AccountSummary",
+    "SummaryFormatError",
+    "decode",
+    "encode",
+    "key_partition",
+    "route",
+]
+
+_MAX_ID: Final = 256
+_MAX_VALUE: Final = 1024
+_MAX_KEYS: Final = 64
+_MAX_LIST: Final = 1_000_000
+
+
+class SummaryFormatError(ValueError):
+    """A cluster-stage record that does not decode; ``reason`` is a short fixed word."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+def key_partition(label: str, parts: int) -> int:
+    """The key partition of a key label: stable across processes and Python versions (the
+    built-in ``hash`` of a string is salted per process)."""
+    return zlib.crc32(label.encode()) % parts
+
+
+@dataclass(slots=True)
+class AccountSummary:
+    """One closed account-window as the cluster detectors see it."""
+
+    account_id: str
+    window_start: float
+    keys: list[Key]
+    extraction: float
+    young: bool
+    regular: bool
+    requests: int
+    output_tokens: int
+    org: str | None
+    models: dict[str, int] | None
+    fps: list[str]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "a": self.account_id,
+            "w": self.window_start,
+            "k": [list(k) for k in self.keys],
+            "x": self.extraction,
+            "y": self.young,
+            "r": self.regular,
+            "n": self.requests,
+            "o": self.output_tokens,
+            "g": self.org,
+            "m": self.models,
+            "f": self.fps,
+        }
+
+    @classmethod
+    def from_wire(cls, d: Any) -> AccountSummary:
+        """Check every field of a wire summary; raise :class:`SummaryFormatError`."""
+        if not isinstance(d, dict):
+            raise SummaryFormatError("bad_summary", "summary must be an object")
+        keys = d.get("k")
+        if not isinstance(keys, list) or len(keys) > _MAX_KEYS:
+            raise SummaryFormatError("bad_summary", "k must be a list of at most 64 keys")
+        models = d.get("m")
+        if models is not None and not (
+            isinstance(models, dict)
+            and len(models) <= _MAX_KEYS
+            and all(_is_id(m) and _is_count(n) for m, n in models.items())
+        ):
+            raise SummaryFormatError("bad_summary", "m must map model names to counts")
+        fps = d.get("f")
+        if not isinstance(fps, list) or len(fps) > 4 or not all(_is_id(f) for f in fps):
+            raise SummaryFormatError("bad_summary", "f must be at most 4 fingerprints")
+        x = d.get("x")
+        if not (isinstance(x, float | int) and not isinstance(x, bool) and 0.0 <= x <= 1.0):
+            raise SummaryFormatError("bad_summary", "x must be a number in 0..1")
+        org = d.get("g")
+        if not (
+            _is_id(d.get("a"))
+            and (org is None or _is_id(org))
+            and isinstance(d.get("y"), bool)
+            and isinstance(d.get("r"), bool)
+            and _is_count(d.get("n"))
+            and _is_count(d.get("o"))
+        ):
+            raise SummaryFormatError("bad_summary", "a, g, y, r, n or o has the wrong type")
+        return cls(
+            d["a"],
+            _finite(d, "w"),
+            [_key(k) for k in keys],
+            float(x),
+            d["y"],
+            d["r"],
+            d["n"],
+            d["o"],
+            org,
+            models,
+            fps,
+        )
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= _MAX_ID
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+
+
+def _finite(d: dict[str, Any], name: str) -> float:
+    v = d.get(name)
+    if isinstance(v, bool) or not isinstance(v, float | int) or not math.isfinite(v):
+        raise SummaryFormatError("bad_field", f"{name} must be a finite number")
+    return float(v)
+
+
+def _key(k: Any) -> Key:
+    if not (
+        isinstance(k, list)
+        and 2 <= len(k) <= 3
+        and k[0] in KIND_NAMES
+        and k[0] != "tpl"  # template keys are found by campaign assembly, never sent
+        and all(
+            v is None
+            or (isinstance(v, str) and len(v) <= _MAX_VALUE)
+            or (isinstance(v, int) and not isinstance(v, bool))
+            for v in k[1:]
+        )
+    ):
+        raise SummaryFormatError("bad_key", "a key is [kind, value] or [kind, value, value]")
+    return tuple(k)
+
+
+def route(
+    window_start: float,
+    source: int,
+    summaries: Iterable[AccountSummary],
+    *,
+    parts: int,
+    suspicious: float,
+) -> dict[int, dict[str, Any]]:
+    """Fold one window's summaries of one ``source`` into key batches, one per key
+    partition that has something (and always one on ``source % parts``, so the cluster
+    stages know the window had accounts even when none carried a key)."""
+    counts: dict[str, list[int]] = {}
+    susp: dict[int, list[dict[str, Any]]] = {}
+    for s in summaries:
+        is_susp = s.extraction >= suspicious
+        for k in s.keys:
+            c = counts.get(label := key_label(k))
+            if c is None:
+                c = counts[label] = [0, 0]
+            c[0] += 1
+            c[1] += is_susp
+        if is_susp:
+            susp.setdefault(key_partition(s.account_id, parts), []).append(s.to_wire())
+    out: dict[int, dict[str, Any]] = {}
+
+    def batch(q: int) -> dict[str, Any]:
+        b = out.get(q)
+        if b is None:
+            b = out[q] = {"t": "kb", "w": window_start, "p": source, "keys": [], "susp": []}
+        return b
+
+    batch(source % parts)
+    for label in sorted(counts):
+        n, ns = counts[label]
+        batch(key_partition(label, parts))["keys"].append([label, n, ns])
+    for q, items in susp.items():
+        batch(q)["susp"] = sorted(items, key=lambda d: d["a"])
+    return out
+
+
+def encode(rec: dict[str, Any]) -> bytes:
+    return orjson.dumps(rec)
+
+
+def decode(raw: bytes | None) -> dict[str, Any]:
+    """Parse and check one cluster-stage record (a key batch ``kb``, a window total ``wt``,
+    or a watermark ``wm``); raise :class:`SummaryFormatError` otherwise. The suspicious
+    summaries inside are checked by :meth:`AccountSummary.from_wire` where they are used."""
+    if raw is None:
+        raise SummaryFormatError("null_value", "record without a value")
+    if len(raw) > 64 * 1024 * 1024:
+        raise SummaryFormatError("too_large", "record over 64 MiB")
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise SummaryFormatError("not_json", "record is not JSON") from None
+    if not isinstance(d, dict):
+        raise SummaryFormatError("not_object", "record must be an object")
+    kind = d.get("t")
+    if kind == "wm":
+        _finite(d, "b")
+        for name in ("p", "n"):
+            if not _is_count(d.get(name)) or d[name] > 100_000:
+                raise SummaryFormatError("bad_field", f"{name} must be a partition number")
+        if d["p"] >= d["n"]:
+            raise SummaryFormatError("bad_field", "p must be below n")
+        return d
+    if kind not in ("kb", "wt"):
+        raise SummaryFormatError("bad_type", "t must be kb, wt or wm")
+    _finite(d, "w")
+    if not _is_count(d.get("p")) or d["p"] > 100_000:
+        raise SummaryFormatError("bad_field", "p must be a partition number")
+    keys, susp = d.get("keys"), d.get("susp")
+    if not isinstance(keys, list) or len(keys) > _MAX_LIST:
+        raise SummaryFormatError("bad_field", "keys must be a list")
+    width = 3 if kind == "kb" else 2
+    for e in keys:
+        if not (
+            isinstance(e, list)
+            and len(e) == width
+            and isinstance(e[0], str)
+            and len(e[0]) <= 2 * _MAX_VALUE
+            and all(_is_count(v) for v in e[1:])
+        ):
+            shape = "[label, n, suspicious]" if kind == "kb" else "[label, n]"
+            raise SummaryFormatError("bad_field", f"keys entries must be {shape}")
+    if not isinstance(susp, list) or len(susp) > _MAX_LIST:
+        raise SummaryFormatError("bad_field", "susp must be a list")
+    return d
