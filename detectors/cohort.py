@@ -381,6 +381,11 @@ class CohortDetector:
             severity="critical" if n >= self.critical_members else "warning",
             member_count=n,
             members=members,
+            # The policy's org allowlist matches on these: without them an allowlisted
+            # customer's accounts in a swarm alert would be suspended.
+            member_orgs={
+                m: org for m in members if m in self._young and (org := self._young[m].org)
+            },
             evidence={
                 "features": {
                     "young_members": n,

@@ -43,6 +43,8 @@ def test_swarm_across_orgs_is_one_group_with_a_stable_id() -> None:
     assert found[-1].member_count == 40 and set(found[-1].members) == {x["account_id"] for x in xs}
     assert found[-1].severity == "critical"  # >= critical_members
     assert found[-1].evidence["features"]["distinct_orgs"] == 40
+    # Each listed member's org travels with the finding: the policy's org allowlist needs it.
+    assert found[-1].member_orgs == {x["account_id"]: x["org"] for x in xs}
 
 
 def test_one_org_is_not_a_swarm_even_when_linked_and_harvest_like() -> None:
@@ -176,7 +178,7 @@ def test_evidence_does_not_depend_on_the_hash_seed() -> None:
 
 def test_a_slow_group_of_older_young_accounts_needs_the_wider_young_cut() -> None:
     """Five 10-day-old harvest-like accounts of five orgs on one card, a request every 20
-    minutes each: the pipeline's 30-day cut finds them within hours, the 2-day throwaway
+    minutes each: a 30-day cut (the detection.s young_days) finds them within hours, the 2-day throwaway
     cut never looks at them."""
     xs = [_young(i % 5, T0 + 240.0 * i, age=10.0, requests=1, harvest=1,
                  keys=["pay:card-x", "ip24:98.55.26"]) for i in range(60)]
