@@ -178,8 +178,8 @@ def test_evidence_does_not_depend_on_the_hash_seed() -> None:
 
 def test_a_slow_group_of_older_young_accounts_needs_the_wider_young_cut() -> None:
     """Five 10-day-old harvest-like accounts of five orgs on one card, a request every 20
-    minutes each: a 30-day cut (the detection.s young_days) finds them within hours, the 2-day throwaway
-    cut never looks at them."""
+    minutes each: a 30-day cut (detection.young_days) finds them within hours, the 2-day
+    throwaway cut never looks at them."""
     xs = [_young(i % 5, T0 + 240.0 * i, age=10.0, requests=1, harvest=1,
                  keys=["pay:card-x", "ip24:98.55.26"]) for i in range(60)]
     wide = _run(CohortDetector(young_days=30.0), xs)
