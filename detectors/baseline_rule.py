@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.account_evidence import evidence_features, evidence_profile
+from detectors.account_evidence import account_finding
 from detectors.baseline import AccountBaseline
 from detectors.findings import Finding, Severity
 from detectors.windows import AccountWindow, ClosedWindow
@@ -120,23 +120,12 @@ class BaselineRule:
         threshold = self.params.threshold
         signals = [{"signal": k, "score": round(v, 3)} for k, v in scores.items()]
         signals.append({"signal": "extraction_likeness", "score": round(extraction, 3)})
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector=self.detector,
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(score, 3),
+        return account_finding(
+            self.detector, account_id, acc, base, closed,
+            score=score,
             threshold=threshold,
             severity=self.severity(scores, extraction, young),
-            evidence={
-                "features": evidence_features(acc),
-                "baseline": base.baseline(),
-                "profile": evidence_profile(base, closed.end),
-                "population_lift": round(math.exp(lift), 3),
-                "score": round(score, 3),
-                "threshold": threshold,
-                "signals": sorted(signals, key=lambda s: -s["score"]),
-            },
+            baseline=base.baseline(),
+            population_lift=round(math.exp(lift), 3),
+            signals=sorted(signals, key=lambda s: -s["score"]),
         )

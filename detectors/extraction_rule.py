@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.account_evidence import evidence_features, evidence_profile
+from detectors.account_evidence import account_finding, evidence_features
 from detectors.baseline import AccountBaseline
 from detectors.findings import Finding, Severity
 from detectors.windows import AccountWindow, ClosedWindow
@@ -102,30 +102,20 @@ class ExtractionRule:
         feats["hourly_requests"] = round(hourly, 2)
         feats["daily_output_tokens"] = round(base.daily_output_tokens, 1)
         med = tier_median_log_hourly
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector=self.detector,
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(pop_z, 3),
+        return account_finding(
+            self.detector, account_id, acc, base, closed,
+            score=pop_z,
             threshold=thr,
             severity=self.severity(pop_z, hourly),
-            evidence={
-                "features": feats,
-                "baseline": {
-                    "tier_median_hourly_requests": None if med != med else round(math.expm1(med), 2)
-                },
-                "profile": evidence_profile(base, closed.end),
-                "score": round(pop_z, 3),
-                "threshold": thr,
-                "signals": sorted(
-                    [
-                        {"signal": "hourly_requests_vs_tier", "score": round(pop_z, 3)},
-                        {"signal": "extraction_likeness", "score": round(extraction, 3)},
-                    ],
-                    key=lambda s: -s["score"],
-                ),
+            features=feats,
+            baseline={
+                "tier_median_hourly_requests": None if med != med else round(math.expm1(med), 2)
             },
+            signals=sorted(
+                [
+                    {"signal": "hourly_requests_vs_tier", "score": round(pop_z, 3)},
+                    {"signal": "extraction_likeness", "score": round(extraction, 3)},
+                ],
+                key=lambda s: -s["score"],
+            ),
         )

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.account_evidence import evidence_features, evidence_profile
+from detectors.account_evidence import account_finding, evidence_features
 from detectors.baseline import AccountBaseline
 from detectors.findings import Finding
 from detectors.windows import AccountWindow, ClosedWindow
@@ -91,26 +91,16 @@ class ProfileShiftRule:
         feats = evidence_features(acc)
         feats["harvest_like_last_hour"] = round(hourly, 2)
         thr = self.params.z
-        return Finding(
-            entity_type="account",
-            entity_id=account_id,
-            detector=self.detector,
-            org_id=acc.org_id,
-            window_start=closed.start,
-            window_end=closed.end,
-            score=round(z, 3),
+        return account_finding(
+            self.detector, account_id, acc, base, closed,
+            score=z,
             threshold=thr,
             severity="warning",
-            evidence={
-                "features": feats,
-                "baseline": {"usual_harvest_like_per_hour": round(usual, 3)},
-                "profile": evidence_profile(base, closed.end),
-                "score": round(z, 3),
-                "threshold": thr,
-                "signals": [
-                    {"signal": "harvest_like_requests_per_hour", "score": round(z, 3)},
-                    {"signal": "max_tokens_share_window",
-                     "score": round(acc.max_tokens_stops / max(acc.requests, 1), 3)},
-                ],
-            },
+            features=feats,
+            baseline={"usual_harvest_like_per_hour": round(usual, 3)},
+            signals=[
+                {"signal": "harvest_like_requests_per_hour", "score": round(z, 3)},
+                {"signal": "max_tokens_share_window",
+                 "score": round(acc.max_tokens_stops / max(acc.requests, 1), 3)},
+            ],
         )
