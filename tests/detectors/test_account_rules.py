@@ -148,3 +148,41 @@ def test_rule_parameters_reach_the_pipeline():
 
     assert "account_baseline" in run()
     assert "account_baseline" not in run(account_threshold=99.0)
+
+
+def test_every_rule_finding_has_the_account_layout():
+    """The three rules build findings through one builder: an account finding for the closed
+    window, the account's org, the rule's own baseline and signals, and the evidence in the
+    order alert consumers (and byte-compared replays) see it."""
+    from detectors.baseline import AccountBaseline
+    from detectors.windows import AccountWindow, ClosedWindow
+
+    acc = AccountWindow()
+    for i in range(40):
+        acc.add(Event("acct-9", 120.0 + i, "m", 100, 900, org_id="org-9"))
+    base = AccountBaseline()
+    closed = ClosedWindow(120.0, 180.0, {"acct-9": acc})
+    made = {
+        "account_baseline": BaselineRule(BaselineRuleParams()).finding(
+            "acct-9", acc, base, closed, {"requests": 7.25, "output_tokens": 3.0}, 0.0, 0.4,
+            False),
+        "account_extraction": ExtractionRule(ExtractionParams()).finding(
+            "acct-9", acc, base, closed, 5.5, 40.0, 0.8, float("nan")),
+        "account_profile_shift": ProfileShiftRule(ShiftParams()).finding(
+            "acct-9", acc, base, closed, 30.0, 2.0, 9.0),
+    }
+    for detector, f in made.items():
+        assert (f.entity_type, f.entity_id, f.detector, f.org_id) == (
+            "account", "acct-9", detector, "org-9")
+        assert (f.window_start, f.window_end) == (120.0, 180.0)
+        keys = list(f.evidence)
+        assert keys[:3] == ["features", "baseline", "profile"]
+        assert keys[-3:] == ["score", "threshold", "signals"]
+        assert f.evidence["score"] == f.score and f.evidence["threshold"] == f.threshold
+        assert f.evidence["features"]["requests"] == 40
+    assert made["account_baseline"].score == 7.25
+    assert made["account_baseline"].evidence["population_lift"] == 1.0
+    assert made["account_extraction"].evidence["baseline"] == {
+        "tier_median_hourly_requests": None}
+    assert made["account_profile_shift"].evidence["features"]["harvest_like_last_hour"] == 30.0
+    assert made["account_profile_shift"].evidence["signals"][0]["score"] == 9.0
