@@ -20,11 +20,9 @@ from typing import Any
 import orjson
 
 from bench.worker_proc import WorkerProc, total
-from detectors.events import event_from_dict
-from detectors.pipeline import Monitor
 from streams.broker import EmbeddedBroker
 from streams.config import TopicsConfig, load_config
-from streams.replay import monitor_kwargs
+from streams.replay import replay_records
 
 CAMPAIGN = "cluster_campaign"
 ENV = {
@@ -135,12 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per worker count")
     args = p.parse_args(argv)
     records = _records(Path(args.scenario), args.seed)
-    mon = Monitor(**monitor_kwargs(load_config(environ=ENV)))
-    changes: list[dict[str, Any]] = []
-    for _, line in records:
-        obj = orjson.loads(line)
-        changes += mon.add(event_from_dict(obj, now=obj["ts"]))
-    changes += mon.flush()
+    changes = replay_records(load_config(environ=ENV), records)
     last_ts = max(orjson.loads(line)["ts"] for _, line in records)
     cutoff = last_ts - 180  # windows every worker has surely closed
     want = _members(changes, cutoff)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import orjson
 
-from detectors.events import InvalidEvent, parse_event
+from detectors.events import InvalidEvent, event_from_dict, parse_event
 from detectors.pipeline import Monitor
 from streams.config import Config
 from streams.gc_tuning import tune_gc
@@ -48,6 +48,19 @@ def monitor_kwargs(cfg: Config) -> dict[str, Any]:
     kw.setdefault("quiet_windows", cfg.detection.quiet_windows)
     kw.setdefault("max_members", cfg.detection.max_members)
     return kw
+
+
+def replay_records(cfg: Config, records: Iterable[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+    """Alert changes of keyed ``records`` (JSON events in time order, as a producer would send
+    them) through one :class:`Monitor` built like the worker's, flushed at the end: the
+    offline answer the worker tests and ``bench.scaleout`` compare workers with. Each event
+    is read at its own time (``now`` = its ``ts``), so history is never "too old"."""
+    mon = Monitor(**monitor_kwargs(cfg))
+    out: list[dict[str, Any]] = []
+    for _, line in records:
+        obj = orjson.loads(line)
+        out += mon.add(event_from_dict(obj, now=obj["ts"]))
+    return out + mon.flush()
 
 
 def build_monitor(args: argparse.Namespace) -> Monitor:

@@ -10,13 +10,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
-from detectors.events import event_from_dict
-from detectors.pipeline import Monitor
 from streams.config import load_config
-from streams.replay import monitor_kwargs
+from streams.replay import replay_records
 from tests.conftest import FAST_WORKER_ENV, isolated_topics, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -47,12 +44,7 @@ def _tiny_records(end_ago_s: float) -> tuple[list[tuple[bytes, bytes]], float]:
 
 
 def _replay_opened(records: list[tuple[bytes, bytes]], cutoff: float) -> set[str]:
-    mon = Monitor(**monitor_kwargs(load_config(environ=ENV)))
-    changes: list[dict[str, Any]] = []
-    for _, line in records:
-        obj = orjson.loads(line)
-        changes += mon.add(event_from_dict(obj, now=obj["ts"]))
-    changes += mon.flush()
+    changes = replay_records(load_config(environ=ENV), records)
     return {c["alert_id"] for c in changes if c["state"] == "opened" and c["window_end"] < cutoff}
 
 

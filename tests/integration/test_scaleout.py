@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
 
-from detectors.events import event_from_dict
-from detectors.pipeline import Monitor
 from streams.config import load_config
-from streams.replay import monitor_kwargs
+from streams.replay import replay_records
 from tests.conftest import FAST_WORKER_ENV, isolated_topics, produce, read_topic
 
 pytestmark = pytest.mark.integration
@@ -76,12 +74,19 @@ def wait_groups_joined(procs: list, timeout: float = 90.0) -> None:
 
 
 def replay_changes(records: list[tuple[bytes, bytes]], env: dict[str, str]) -> list[dict]:
-    mon = Monitor(**monitor_kwargs(load_config(environ=env)))
-    out = []
-    for _, line in records:
-        obj = orjson.loads(line)
-        out += mon.add(event_from_dict(obj, now=obj["ts"]))
-    return out + mon.flush()
+    return replay_records(load_config(environ=env), records)
+
+
+def matches_replay(want: dict[str, set[str]], cutoff: float) -> Callable[[list[dict]], bool]:
+    """Until-predicate for read_topic: every replay campaign raised, members Jaccard >= 0.95."""
+
+    def done(rs: list[dict]) -> bool:
+        got = campaign_members(rs, cutoff)
+        return set(want) <= set(got) and all(
+            jaccard(got[cid], want[cid]) >= 0.95 for cid in want
+        )
+
+    return done
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -105,13 +110,7 @@ def test_workers_raise_the_replay_campaigns(broker, worker_factory, tmp_path, wo
     wait_groups_joined(procs)
     produce(broker, topics.requests, records)
 
-    def done(rs: list[dict]) -> bool:
-        got = campaign_members(rs, cutoff)
-        return set(want) <= set(got) and all(
-            jaccard(got[cid], want[cid]) >= 0.95 for cid in want
-        )
-
-    rs = read_topic(broker, topics.alerts, until=done, timeout=180)
+    rs = read_topic(broker, topics.alerts, until=matches_replay(want, cutoff), timeout=180)
     got = campaign_members(rs, cutoff)
     logs = "\n".join(p.log()[-3000:] for p in procs)
     assert set(got) == set(want), f"campaigns {sorted(got)} != replay {sorted(want)}\n{logs}"
@@ -154,13 +153,7 @@ def test_kill_of_the_campaign_assembler_continues_the_campaign(broker, worker_fa
     b = worker_factory(**env, **env_cfg, DISTILLWATCH_WORKER__DATA_DIR=data)
     produce(broker, topics.requests, records[split:])
 
-    def done(rs: list[dict]) -> bool:
-        got = campaign_members(rs, cutoff)
-        return set(want) <= set(got) and all(
-            jaccard(got[cid], want[cid]) >= 0.95 for cid in want
-        )
-
-    rs = read_topic(broker, topics.alerts, until=done, timeout=240)
+    rs = read_topic(broker, topics.alerts, until=matches_replay(want, cutoff), timeout=240)
     got = campaign_members(rs, cutoff)
     assert set(got) == set(want), f"{sorted(got)} != {sorted(want)}\n{b.log()}"
     for cid in before:
