@@ -43,6 +43,7 @@ from streams.dlq import publish as publish_dlq
 from streams.integrity import RecordSigner
 from streams.kafka_security import client_kwargs
 from streams.metrics import Metrics
+from streams.rebalance import restore_before_fetch
 
 __all__ = ["CampaignStageService", "KeyStageService"]
 
@@ -142,7 +143,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.stage.on_revoked([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.stage.on_assigned([tp.partition for tp in assigned])
+        consumer = self.stage._consumer
+        assert consumer is not None
+        await restore_before_fetch(consumer, assigned, lambda: self.stage.on_assigned(
+            [tp.partition for tp in assigned]))
 
 
 class KeyStageService(_Stage):
@@ -247,8 +251,13 @@ class CampaignStageService(_Stage):
         asm, offset = await self.store.restore(self._new_assembly)
         self.assembly = asm
         self._next_offset = offset
+        tp = TopicPartition(self.topic, 0)
         if offset is not None:
-            consumer.seek(TopicPartition(self.topic, 0), offset)
+            consumer.seek(tp, offset)
+        else:
+            # No snapshot (or one that did not decode): the assembly is empty, so whatever
+            # offset the group committed is meaningless to it; rebuild from the whole topic.
+            await consumer.seek_to_beginning(tp)
         log.info("campaign assembly restored: %s campaigns, resuming at offset %s",
                  len(asm.clusters.campaigns), offset)
 

@@ -33,6 +33,7 @@ from streams.dlq import publish as publish_dlq
 from streams.faust_transport import FETCH_MAX_WAIT_MS
 from streams.integrity import RecordSigner
 from streams.kafka_security import client_kwargs
+from streams.rebalance import restore_before_fetch
 from streams.stages import IngestStage
 from streams.state import AccountStateStore
 
@@ -242,4 +243,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         svc = self.service
         parts = [tp.partition for tp in assigned]
         svc.stage.assigned(parts)
-        await svc.account_state.restore(parts, svc.stage.detection, svc.stage.account_partition)
+        assert svc._consumer is not None
+        await restore_before_fetch(svc._consumer, assigned, lambda: svc.account_state.restore(
+            parts, svc.stage.detection, svc.stage.account_partition))
