@@ -72,7 +72,7 @@ def _campaign(c: Campaign) -> dict[str, Any]:
         "rq": c.requests, "ot": c.output_tokens, "z": _fl(c.max_z),
         "wm": c.window_members, "ws": c.window_share, "rg": c.regular,
         "mn": c.models_now, "ms": c.model_share, "mw": c.model_windows, "mf": c.model_first,
-        "pv": c.pivot, "pu": _fl(c.pivot_until),
+        "pv": c.pivot, "pu": _fl(c.pivot_until), "fg": c.groups,
     }
 
 
@@ -203,6 +203,8 @@ def _load_campaign(d: dict[str, Any]) -> Campaign:
         regular=_int(d["rg"]), models_now=_counts(d["mn"]), model_share=_shares(d["ms"]),
         model_windows=_int(d["mw"]), model_first=_shares(d["mf"]), pivot=pivot,
         pivot_until=_num(d["pu"]),
+        # Absent in snapshots written before groups were folded into campaigns.
+        groups=_counts(d.get("fg", {})),
     )
 
 
@@ -237,6 +239,7 @@ def load(asm: CampaignAssembly, state: Any) -> CampaignAssembly:
         book.key_campaign = {_key(k): _str(cid) for k, cid in map(_list, _list(b["kc"]))}
         book.acct_campaign = {_str(k): _str(v) for k, v in _dict(b["ac"]).items()}
         book._merged = {_str(k): _str(v) for k, v in _dict(b["mg"]).items()}
+        cd._group_campaign = {g: x.id for x in book.campaigns.values() for g in x.groups}
         tpl = asm.templates
         tpl._index = {_int(bk): (_str(g), _int(fp)) for bk, g, fp in map(_list, _list(t["ix"]))}
         tpl._bands = _counts(t["bands"])

@@ -1,0 +1,118 @@
+"""Swarm groups that are a campaign's accounts are folded into the campaign's alert; other
+swarms stay alerts of their own; the groups' trip through the cluster stages is checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from detectors.assembly import CampaignAssembly
+from detectors.clusters import ClusterDetector
+from detectors.findings import Finding
+from detectors.keycount import KeyCounter
+from detectors.pipeline import Monitor
+from detectors.summary import AccountSummary, decode, encode, route
+from tests.detectors.synth import benign, hydra, merged
+
+
+def _group(gid: str, members: list[str], start: float = 0.0) -> Finding:
+    return Finding("cluster", gid, "cohort_swarm", start, start + 60.0, 2.0, 1.0, "warning",
+                   {"features": {"young_members": len(members)}}, member_count=len(members),
+                   members=members, member_orgs={m: f"o-{m}" for m in members})
+
+
+def _campaign(det: ClusterDetector, minutes: int) -> list[Finding]:
+    """A 10-account campaign on one card; the findings of its last window."""
+    out: list[Finding] = []
+    for minute in range(minutes):
+        for i in range(10):
+            det.observe(f"h{i}", [("pay", "card-1")], extraction=0.8, young=True, regular=True,
+                        requests=1, output_tokens=2000, org=None, models=None,
+                        ts=minute * 60.0)
+        out = det.end_window(minute * 60.0, minute * 60.0 + 60.0)
+    return out
+
+
+def test_a_group_of_campaign_members_is_folded_and_others_stay_alone() -> None:
+    det = ClusterDetector(window_s=60, cluster_windows=10, min_members=5)
+    assert [f.detector for f in _campaign(det, 3)] == ["cluster_campaign"]
+    ours = _group("swarm-h0", [f"h{i}" for i in range(8)] + ["x1", "x2"])
+    strangers = _group("swarm-y0", [f"y{i}" for i in range(6)])
+    half = _group("swarm-z0", ["h9", "z1", "z2"])  # 1 of 3 in the campaign: not its
+    det.observe("h0", [("pay", "card-1")], extraction=0.8, young=True, regular=True,
+                requests=1, output_tokens=2000, org=None, models=None, ts=180.0)
+    out = det.end_window(180.0, 240.0, [ours, strangers, half])
+    assert [f.entity_id for f in out if f.detector == "cohort_swarm"] == ["swarm-y0", "swarm-z0"]
+    (camp,) = [f for f in out if f.detector == "cluster_campaign"]
+    # The swarm's members outside the campaign's keys join it, with their orgs.
+    assert {"x1", "x2"} <= set(camp.members or []) and camp.member_count == 12
+    assert (camp.member_orgs or {})["x1"] == "o-x1"
+    assert camp.evidence["folded_groups"] == [{"group": "swarm-h0", "members": 10}]
+    # Reported again with a new member: it stays folded and the member joins.
+    grown = _group("swarm-h0", [f"h{i}" for i in range(8)] + ["x1", "x2", "x3"])
+    out = det.end_window(240.0, 300.0, [grown])
+    assert [f.detector for f in out] == ["cluster_campaign"]
+    assert "x3" in (out[0].members or []) and out[0].evidence["folded_groups"][0]["members"] == 11
+
+
+def test_a_quiet_campaign_keeps_its_group_silent() -> None:
+    det = ClusterDetector(window_s=60, cluster_windows=10, min_members=5, hold_windows=1)
+    _campaign(det, 3)
+    late = 4 * 3600.0  # long after the hold: the campaign has no finding of its own
+    out = det.end_window(late, late + 60.0, [_group("swarm-h0", [f"h{i}" for i in range(6)])])
+    assert out == []
+
+
+def test_groups_ride_once_per_window_through_the_key_stage() -> None:
+    s = AccountSummary("a1", 600.0, [("pay", "card-1"), ("asn", 64500)], 0.8, True, False, 3,
+                       900, None, {"m": 3}, [])
+    g = _group("swarm-a1", ["a1", "a2"], 600.0)
+    batches = route(600.0, 1, [s], parts=4, suspicious=0.5, groups=[g])
+    assert [q for q, b in batches.items() if "g" in b] == [1]
+    # Without groups a batch keeps its old bytes (no empty "g").
+    plain = route(600.0, 1, [s], parts=4, suspicious=0.5)
+    assert all("g" not in b for b in plain.values())
+    kc = KeyCounter(window_s=60, cluster_windows=10, sources=2)
+    assert kc.add(decode(encode(batches[1])))
+    assert not kc.add(decode(encode(batches[1])))  # redelivered: its groups are not doubled
+    kc.add(decode(encode(route(600.0, 0, [], parts=4, suspicious=0.5)[0])))
+    kc.watermark(0, 660.0)
+    kc.watermark(1, 660.0)
+    (wt,) = kc.close(part=1)
+    assert [d["entity_id"] for d in wt["g"]] == ["swarm-a1"]
+
+
+def _wt(w: float, part: int, groups: list[Any]) -> dict[str, Any]:
+    return {"t": "wt", "w": w, "p": part, "keys": [], "susp": [], "g": groups}
+
+
+def test_assembly_checks_groups_and_keeps_one_per_id() -> None:
+    asm = CampaignAssembly(window_s=60, cluster_min_members=5, parts=2)
+    small = _group("swarm-a1", ["a1", "a2"])
+    big = _group("swarm-a1", ["a1", "a2", "a3"])
+    bad = {**small.to_dict(), "detector": "account_baseline"}
+    forged = {**small.to_dict(), "members": ["ok", 7]}
+    # The same group from two partitions (a rebalance): the larger view wins either way.
+    asm.add(orjson.loads(orjson.dumps(_wt(0.0, 1, [big.to_dict(), bad]))))
+    asm.add(orjson.loads(orjson.dumps(_wt(0.0, 0, [small.to_dict(), forged]))))
+    asm.watermark(0, 60.0)
+    asm.watermark(1, 60.0)
+    (out,) = asm.close()
+    assert out.entity_id == "swarm-a1" and out.members == ["a1", "a2", "a3"]
+    assert asm.rejected == 2
+
+
+def test_the_hydra_is_one_alert_with_its_swarm_folded_in() -> None:
+    """Through the pipeline (the swarm detector judges accounts younger than 30 days): the
+    5-day-old hydra is also a swarm, and it is reported once, as its campaign."""
+    h = hydra(n=120, hours=2)
+    mon = Monitor()
+    changes = []
+    for ev in merged(h, benign(n=150, hours=2)):
+        changes += mon.add(ev)
+    changes += mon.flush()
+    assert {c["detector"] for c in changes if c["entity_type"] == "cluster"} == {
+        "cluster_campaign"}
+    folded = [c for c in changes if "folded_groups" in c["evidence"]]
+    assert folded and folded[-1]["evidence"]["folded_groups"][0]["group"].startswith("swarm-")
