@@ -218,7 +218,7 @@ class CampaignAssembly:
             clusters.observe(
                 account_id, keys, extraction=s.extraction, young=s.young, regular=s.regular,
                 requests=s.requests, output_tokens=s.output_tokens, org=s.org,
-                models=s.models, ts=start,
+                models=s.models, ts=start, harvester=s.harvester,
             )
         # Template groups founded in this window count their founders right away.
         for account_id, gid in templates.promote(end).items():

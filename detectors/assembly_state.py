@@ -61,7 +61,8 @@ def _k(k: Key) -> list[Any]:
 def _agg(a: KeyAgg) -> dict[str, Any]:
     return {"m": [[acct, y, o] for acct, (y, o) in a.members.items()], "y": a.young,
             "r": a.regular, "s": a.susp_aw, "n": a.requests, "o": a.output_tokens,
-            "g": [[g, c] for g, c in a.orgs.items()], "sy": a.synced}
+            "g": [[g, c] for g, c in a.orgs.items()], "sy": a.synced,
+            "h": sorted(a.harvesters or ())}
 
 
 def _campaign(c: Campaign) -> dict[str, Any]:
@@ -185,6 +186,8 @@ def _load_agg(d: dict[str, Any]) -> KeyAgg:
     a.members = _members(d["m"])
     a.young, a.regular, a.susp_aw = _int(d["y"]), _int(d["r"]), _int(d["s"])
     a.requests, a.output_tokens, a.synced = _int(d["n"]), _int(d["o"]), _int(d["sy"])
+    # Absent in snapshots written before harvesters were counted.
+    a.harvesters = {_str(x) for x in _list(d.get("h", []))} or None
     a.orgs = {_ostr(g): _int(n) for g, n in map(_list, _list(d["g"]))}
     return a
 

@@ -156,8 +156,10 @@ class ClusterDetector:
         org: str | None,
         models: dict[str, int] | None,
         ts: float,
+        harvester: bool = False,
     ) -> None:
-        """Count one closed account-window into the aggregates of its keys."""
+        """Count one closed account-window into the aggregates of its keys (``harvester``:
+        an account rule flagged it in this window)."""
         self._roll(ts)
         tot = self._tot
         for k in keys:
@@ -184,7 +186,7 @@ class ClusterDetector:
             if agg is None:
                 agg = agg_map[k] = KeyAgg()
             agg.add(account_id, young=young, regular=regular, org=org, requests=requests,
-                    output_tokens=output_tokens)
+                    output_tokens=output_tokens, harvester=harvester)
             self._touched.add(k)
             cid = book.key_campaign.get(k)
             if cid is not None:
@@ -340,13 +342,22 @@ class ClusterDetector:
                 # Too small to flag on its own, but if most of its suspects already belong
                 # to one campaign, the key is that campaign's too (its other /24, card...).
                 votes = self._vote(agg.members)
-                if votes:
-                    best, nv = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
-                    if nv * 2 >= n and not org_dominated(agg):
-                        c = book.campaigns[best]
-                        book.key_campaign[k] = best
-                        c.keys.setdefault(k, 0)
-                        self._add_members(c, k, agg)
+                best, nv = max(votes.items(), key=lambda kv: (kv[1], kv[0]),
+                               default=(None, 0))
+                if best is not None and nv * 2 >= n and not org_dominated(agg):
+                    c = book.campaigns[best]
+                    book.key_campaign[k] = best
+                    c.keys.setdefault(k, 0)
+                    self._add_members(c, k, agg)
+                elif (
+                    agg.harvesters
+                    and n > len(agg.harvesters)
+                    and not org_dominated(agg)
+                ):
+                    # An account rule caught one of its suspects harvesting, and the others
+                    # share its card, /24, template or signup cohort and harvest-like
+                    # profile while sending most of the key's traffic: its accomplices.
+                    onset.append(k)
         if not onset:
             return
         uf: UnionFind[Key] = UnionFind()

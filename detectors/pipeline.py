@@ -48,6 +48,9 @@ __all__ = ["Detection", "Monitor"]
 
 log = logging.getLogger(__name__)
 
+#: Account rules whose finding says the account harvests (not merely departs from its rate).
+_HARVEST_RULES = frozenset({"account_extraction", "account_profile_shift"})
+
 class Detection:
     """Windows, features and detectors for every account and cluster.
 
@@ -415,6 +418,14 @@ class Detection:
                 new_lifts[tier] = max(0.0, xs[len(xs) // 2])
         self._lifts = new_lifts
         self._hold(out, closed)
+        # Accounts an account rule calls harvesters now (held findings included): campaign
+        # assembly looks for their accomplices on shared strong keys.
+        harvesters = {f.entity_id for f in out
+                      if f.detector in _HARVEST_RULES and f.severity != "info"}
+        if harvesters:
+            for s in summaries:
+                if s.account_id in harvesters:
+                    s.harvester = True
         groups: list[Finding] = []
         lockstep: list[Finding] = []
         if self.cohort is not None and self.coactivity is not None:

@@ -96,9 +96,12 @@ class AccountSummary:
     org: str | None
     models: dict[str, int] | None
     fps: list[str]
+    #: An account rule flagged it as a harvester in this window (account_extraction or
+    #: account_profile_shift, warning or worse): its key-mates may be its accomplices.
+    harvester: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        d = {
             "a": self.account_id,
             "w": self.window_start,
             "k": [list(k) for k in self.keys],
@@ -111,6 +114,9 @@ class AccountSummary:
             "m": self.models,
             "f": self.fps,
         }
+        if self.harvester:
+            d["h"] = True  # only when set: other summaries keep their old bytes
+        return d
 
     @classmethod
     def from_wire(cls, d: Any) -> AccountSummary:
@@ -143,6 +149,9 @@ class AccountSummary:
             and _is_count(d.get("o"))
         ):
             raise SummaryFormatError("bad_summary", "a, g, y, r, n or o has the wrong type")
+        harvester = d.get("h", False)
+        if not isinstance(harvester, bool):
+            raise SummaryFormatError("bad_summary", "h must be a boolean")
         return cls(
             d["a"],
             _finite(d, "w"),
@@ -155,6 +164,7 @@ class AccountSummary:
             org,
             models,
             fps,
+            harvester,
         )
 
 

@@ -3,17 +3,19 @@ swarms stay alerts of their own; the groups' trip through the cluster stages is 
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
 
 from detectors.assembly import CampaignAssembly
 from detectors.clusters import ClusterDetector
+from detectors.events import Event
 from detectors.findings import Finding
 from detectors.keycount import KeyCounter
 from detectors.pipeline import Monitor
 from detectors.summary import AccountSummary, decode, encode, route
-from tests.detectors.synth import benign, hydra, merged
+from tests.detectors.synth import T0, benign, hydra, merged
 
 
 def _group(gid: str, members: list[str], start: float = 0.0) -> Finding:
@@ -116,3 +118,82 @@ def test_the_hydra_is_one_alert_with_its_swarm_folded_in() -> None:
         "cluster_campaign"}
     folded = [c for c in changes if "folded_groups" in c["evidence"]]
     assert folded and folded[-1]["evidence"]["folded_groups"][0]["group"].startswith("swarm-")
+
+
+def _window(det: ClusterDetector, minute: int, accounts: dict[str, bool], *,
+            key: tuple[str, str] = ("ip24", "88.75.127"), org: str | None = None,
+            young: bool = False) -> list[Finding]:
+    """One window in which ``accounts`` (id -> flagged by an account rule) send on ``key``."""
+    for a, flagged in accounts.items():
+        det.observe(a, [key], extraction=0.9, young=young, regular=False, requests=1,
+                    output_tokens=2500, org=org or f"org-{a}", models=None,
+                    ts=minute * 60.0, harvester=flagged)
+    return det.end_window(minute * 60.0, minute * 60.0 + 60.0)
+
+
+def test_the_accomplices_of_a_flagged_harvester_on_a_strong_key_are_one_campaign() -> None:
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    # Three harvest-like customers on one /24, far below the 6 members a key needs.
+    assert _window(det, 0, {"c1": False, "c2": False, "c3": False}) == []
+    out = _window(det, 1, {"c1": True, "c2": False, "c3": False})
+    (camp,) = out
+    assert camp.detector == "cluster_campaign" and camp.severity == "warning"
+    assert set(camp.members or []) == {"c1", "c2", "c3"}
+
+
+def test_no_accomplice_campaign_without_a_new_account_a_strong_key_or_traffic_share() -> None:
+    # Every suspect on the key is flagged already: an alert would name nobody new.
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    assert _window(det, 0, {"c1": True, "c2": True}) == []
+    # A weak key (an ASN) names no operator.
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    assert _window(det, 0, {"c1": True, "c2": False}, key=("asn", "64500")) == []
+    # One old org's own accounts (a customer's evaluation keys).
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    assert _window(det, 0, {"c1": True, "c2": False, "c3": False}, org="org-lab") == []
+    # The suspects are a small part of a busy /24 (an office or a NAT).
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    det.set_totals(0.0, [("ip24:88.75.127", 40)])
+    assert _window(det, 0, {"c1": True, "c2": False, "c3": False}) == []
+
+
+def test_the_harvester_mark_travels_on_the_wire_only_when_set() -> None:
+    s = AccountSummary("a1", 600.0, [("pay", "card-1")], 0.8, True, False, 3, 900, None,
+                       None, [])
+    assert "h" not in s.to_wire()
+    s.harvester = True
+    assert AccountSummary.from_wire(orjson.loads(orjson.dumps(s.to_wire()))).harvester
+
+
+def _harvester(name: str, per_hour: float, hours: float, seed: int) -> list[Event]:
+    """An old customer account sending long single-turn answers cut at max_tokens from the
+    operator's /24 (extraction blended into real accounts)."""
+    rng = random.Random(seed)
+    out, t = [], T0 + rng.uniform(0, 60)
+    while t < T0 + hours * 3600:
+        out.append(Event(name, t, "m", 300, 2400, event_id=f"{name}-{t:.3f}",
+                         org_id=f"org-{name}", ip=f"88.75.127.{seed}", asn=63949,
+                         user_agent="python-httpx/0.27.0", payment_fingerprint=f"pay-{name}",
+                         account_created_ts=T0 - 400 * 86400.0, tier="pro", status=200,
+                         stop_reason="max_tokens", turn=1,
+                         prompt_fingerprint=f"{rng.getrandbits(64):016x}"))
+        t += rng.expovariate(per_hour / 3600)
+    return out
+
+
+def test_the_pipeline_marks_harvesters_and_names_their_accomplices() -> None:
+    loud = _harvester("x-loud", 240, 3, 1)
+    quiet = _harvester("x-q1", 12, 3, 2) + _harvester("x-q2", 12, 3, 3)
+    changes = []
+    mon = Monitor()
+    for ev in merged(loud, quiet, benign(n=200, hours=3)):
+        changes += mon.add(ev)
+    changes += mon.flush()
+    by_detector: dict[str, set[str]] = {}
+    for c in changes:
+        if c["severity"] != "info":
+            by_detector.setdefault(c["detector"], set()).update(
+                c.get("members") or [c["entity_id"]])
+    # The rate rule catches the loud one only; its /24-mates are named with it.
+    assert by_detector["account_extraction"] == {"x-loud"}
+    assert by_detector["cluster_campaign"] == {"x-loud", "x-q1", "x-q2"}
