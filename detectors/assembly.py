@@ -231,7 +231,10 @@ class CampaignAssembly:
                 regular=s.regular,
                 requests=now.requests if now is not None else 0,
                 output_tokens=now.output_tokens if now is not None else 0,
-                org=now.org if now is not None else None, models=None, ts=start,
+                # Counts were counted in the window that saw them; the org is the account's
+                # whatever the window (without it, a customer's own evaluation keys founding
+                # a template looked like many orgs: mix's one false campaign alert).
+                org=s.org, models=None, ts=start,
             )
         if end % (self.window_s * clusters.cluster_windows) == 0:
             templates.end_window()

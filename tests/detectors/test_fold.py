@@ -197,3 +197,23 @@ def test_the_pipeline_marks_harvesters_and_names_their_accomplices() -> None:
     # The rate rule catches the loud one only; its /24-mates are named with it.
     assert by_detector["account_extraction"] == {"x-loud"}
     assert by_detector["cluster_campaign"] == {"x-loud", "x-q1", "x-q2"}
+
+
+def test_template_founders_seen_in_earlier_windows_keep_their_org() -> None:
+    """One customer's evaluation keys (old accounts of one org) sending one template, one
+    key a minute: the template is founded at the fourth; the first three are founders from
+    earlier windows. With their org dropped the key looked like many orgs and became a
+    campaign (mix's one false campaign alert); with it, it is the org's own."""
+    asm = CampaignAssembly(window_s=60, cluster_min_members=6)
+    base = 0x5E6FEBE346099E40
+    out: list[Finding] = []
+    for i in range(9):
+        summary = {"a": f"r{i}", "w": i * 60.0, "k": [["asn", 64500]], "x": 0.7, "y": False,
+                   "r": False, "n": 1, "o": 1500, "g": "org-lab", "m": {"m": 1},
+                   "f": [f"{base ^ (1 << i):016x}"]}
+        asm.add({"t": "wt", "w": i * 60.0, "p": 0, "keys": [["asn:64500", i + 1]],
+                 "susp": [summary]})
+        asm.watermark(0, i * 60.0 + 60.0)
+        out += asm.close()
+    assert asm.clusters._agg, "the template key was never counted"
+    assert [f for f in out if f.detector == "cluster_campaign"] == []
