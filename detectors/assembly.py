@@ -34,25 +34,27 @@ from typing import Any
 from detectors.clusters import ClusterDetector
 from detectors.findings import Finding
 from detectors.fingerprint import fingerprint_int
-from detectors.summary import AccountSummary, SummaryFormatError
+from detectors.summary import AccountSummary, SummaryFormatError, group_from_wire
 from detectors.templates import TemplateIndex
 
 __all__ = ["CAMPAIGN_DETECTORS", "CampaignAssembly"]
 
 log = logging.getLogger(__name__)
 
-#: Detectors whose findings campaign assembly emits (their alerts follow its watermark).
-CAMPAIGN_DETECTORS = frozenset({"cluster_campaign", "cluster_model_pivot"})
+#: Detectors whose findings campaign assembly emits (their alerts follow its watermark):
+#: its own, and the swarm groups it passes on when they are no campaign's.
+CAMPAIGN_DETECTORS = frozenset({"cluster_campaign", "cluster_model_pivot", "cohort_swarm"})
 
 
 class _Pending:
-    __slots__ = ("first_offset", "parts", "summaries", "totals")
+    __slots__ = ("first_offset", "groups", "parts", "summaries", "totals")
 
     def __init__(self, offset: int | None) -> None:
         self.first_offset = offset
         self.parts: set[int] = set()
         self.totals: dict[str, int] = {}
         self.summaries: dict[str, AccountSummary] = {}
+        self.groups: dict[str, Finding] = {}
 
 
 class CampaignAssembly:
@@ -142,10 +144,23 @@ class CampaignAssembly:
             except SummaryFormatError as err:
                 self.rejected += 1
                 log.warning("campaign assembly: summary rejected (%s)", err.reason)
+        groups = []
+        for d in rec.get("g", ()):
+            try:
+                groups.append(group_from_wire(d))
+            except SummaryFormatError as err:
+                self.rejected += 1
+                log.warning("campaign assembly: group rejected (%s)", err.reason)
         pend.parts.add(part)
         pend.totals.update((label, n) for label, n in rec["keys"])
         for s in summaries:
             pend.summaries[s.account_id] = s
+        for g in groups:
+            # Two workers may both report a group (after a rebalance): keep the larger (on a
+            # tie, the later member list in sort order), so arrival order never decides.
+            old = pend.groups.get(g.entity_id)
+            if old is None or _rank(g) > _rank(old):
+                pend.groups[g.entity_id] = g
         return True
 
     def watermark(self, part: int, closed_before: float, *, parts: int | None = None) -> None:
@@ -203,7 +218,7 @@ class CampaignAssembly:
             clusters.observe(
                 account_id, keys, extraction=s.extraction, young=s.young, regular=s.regular,
                 requests=s.requests, output_tokens=s.output_tokens, org=s.org,
-                models=s.models, ts=start,
+                models=s.models, ts=start, harvester=s.harvester,
             )
         # Template groups founded in this window count their founders right away.
         for account_id, gid in templates.promote(end).items():
@@ -216,9 +231,17 @@ class CampaignAssembly:
                 regular=s.regular,
                 requests=now.requests if now is not None else 0,
                 output_tokens=now.output_tokens if now is not None else 0,
-                org=now.org if now is not None else None, models=None, ts=start,
+                # Counts were counted in the window that saw them; the org is the account's
+                # whatever the window (without it, a customer's own evaluation keys founding
+                # a template looked like many orgs: mix's one false campaign alert).
+                org=s.org, models=None, ts=start,
             )
         if end % (self.window_s * clusters.cluster_windows) == 0:
             templates.end_window()
             candidates.clear()
-        return clusters.end_window(start, end)
+        groups = [pend.groups[g] for g in sorted(pend.groups)]
+        return clusters.end_window(start, end, groups)
+
+
+def _rank(g: Finding) -> tuple[int, list[str]]:
+    return g.member_count or 0, g.members or []

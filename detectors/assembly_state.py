@@ -61,7 +61,8 @@ def _k(k: Key) -> list[Any]:
 def _agg(a: KeyAgg) -> dict[str, Any]:
     return {"m": [[acct, y, o] for acct, (y, o) in a.members.items()], "y": a.young,
             "r": a.regular, "s": a.susp_aw, "n": a.requests, "o": a.output_tokens,
-            "g": [[g, c] for g, c in a.orgs.items()], "sy": a.synced}
+            "g": [[g, c] for g, c in a.orgs.items()], "sy": a.synced,
+            "h": sorted(a.harvesters or ())}
 
 
 def _campaign(c: Campaign) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def _campaign(c: Campaign) -> dict[str, Any]:
         "rq": c.requests, "ot": c.output_tokens, "z": _fl(c.max_z),
         "wm": c.window_members, "ws": c.window_share, "rg": c.regular,
         "mn": c.models_now, "ms": c.model_share, "mw": c.model_windows, "mf": c.model_first,
-        "pv": c.pivot, "pu": _fl(c.pivot_until),
+        "pv": c.pivot, "pu": _fl(c.pivot_until), "fg": c.groups,
     }
 
 
@@ -185,6 +186,8 @@ def _load_agg(d: dict[str, Any]) -> KeyAgg:
     a.members = _members(d["m"])
     a.young, a.regular, a.susp_aw = _int(d["y"]), _int(d["r"]), _int(d["s"])
     a.requests, a.output_tokens, a.synced = _int(d["n"]), _int(d["o"]), _int(d["sy"])
+    # Absent in snapshots written before harvesters were counted.
+    a.harvesters = {_str(x) for x in _list(d.get("h", []))} or None
     a.orgs = {_ostr(g): _int(n) for g, n in map(_list, _list(d["g"]))}
     return a
 
@@ -203,6 +206,8 @@ def _load_campaign(d: dict[str, Any]) -> Campaign:
         regular=_int(d["rg"]), models_now=_counts(d["mn"]), model_share=_shares(d["ms"]),
         model_windows=_int(d["mw"]), model_first=_shares(d["mf"]), pivot=pivot,
         pivot_until=_num(d["pu"]),
+        # Absent in snapshots written before groups were folded into campaigns.
+        groups=_counts(d.get("fg", {})),
     )
 
 
@@ -237,6 +242,7 @@ def load(asm: CampaignAssembly, state: Any) -> CampaignAssembly:
         book.key_campaign = {_key(k): _str(cid) for k, cid in map(_list, _list(b["kc"]))}
         book.acct_campaign = {_str(k): _str(v) for k, v in _dict(b["ac"]).items()}
         book._merged = {_str(k): _str(v) for k, v in _dict(b["mg"]).items()}
+        cd._group_campaign = {g: x.id for x in book.campaigns.values() for g in x.groups}
         tpl = asm.templates
         tpl._index = {_int(bk): (_str(g), _int(fp)) for bk, g, fp in map(_list, _list(t["ix"]))}
         tpl._bands = _counts(t["bands"])

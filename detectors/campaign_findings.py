@@ -15,6 +15,8 @@ Examples
 
 from __future__ import annotations
 
+from typing import Any
+
 from detectors.campaigns import Campaign
 from detectors.findings import Finding
 from detectors.keys import KIND_NAMES, key_label
@@ -94,6 +96,30 @@ def campaign_finding(
         {"signal": "regular_timing_members", "score": c.regular},
         {"signal": "departure_z", "score": round(c.max_z, 2)},
     ]
+    evidence: dict[str, Any] = {
+        "features": {
+            "members": n,
+            "young_members": len(c.young),
+            "suspicious_members_in_window": c.window_members,
+            "keys": len(c.keys),
+        },
+        "baseline": {"founded_ts": c.founded_ts, "expected_suspicious_members": 0},
+        "score": round(c.max_z, 3),
+        "threshold": min_z,
+        "signals": sorted(signals, key=lambda s: -float(s["score"])),
+        "shared_attributes": [
+            {"key": key_label(k), "kind": KIND_NAMES.get(k[0], k[0]), "members": m}
+            for k, m in shared[:20]
+        ],
+        "harvest": {"requests": c.requests, "output_tokens": c.output_tokens},
+        "member_count": n,
+        "members_sample": list(c.members)[:20],
+    }
+    if c.groups:
+        # Swarm groups of the same accounts, folded in rather than alerted on their own.
+        evidence["folded_groups"] = [
+            {"group": g, "members": m} for g, m in sorted(c.groups.items())[:20]
+        ]
     return Finding(
         entity_type="cluster",
         entity_id=c.id,
@@ -103,25 +129,7 @@ def campaign_finding(
         score=round(c.max_z, 3),
         threshold=min_z,
         severity="critical" if critical else "warning",
-        evidence={
-            "features": {
-                "members": n,
-                "young_members": len(c.young),
-                "suspicious_members_in_window": c.window_members,
-                "keys": len(c.keys),
-            },
-            "baseline": {"founded_ts": c.founded_ts, "expected_suspicious_members": 0},
-            "score": round(c.max_z, 3),
-            "threshold": min_z,
-            "signals": sorted(signals, key=lambda s: -float(s["score"])),
-            "shared_attributes": [
-                {"key": key_label(k), "kind": KIND_NAMES.get(k[0], k[0]), "members": m}
-                for k, m in shared[:20]
-            ],
-            "harvest": {"requests": c.requests, "output_tokens": c.output_tokens},
-            "member_count": n,
-            "members_sample": list(c.members)[:20],
-        },
+        evidence=evidence,
         member_count=n,
         members=(listed := list(c.members)[:max_members]),
         member_orgs=orgs_of(c, listed),

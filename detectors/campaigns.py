@@ -82,6 +82,8 @@ class Campaign:
     model_first: dict[str, float] = field(default_factory=dict)
     pivot: dict[str, Any] | None = None
     pivot_until: float = -math.inf
+    # Coordination groups folded in (ClusterDetector.fold): group id -> its members then.
+    groups: dict[str, int] = field(default_factory=dict)
 
 
 class CampaignBook:
@@ -138,6 +140,8 @@ class CampaignBook:
         a.requests += b.requests
         a.output_tokens += b.output_tokens
         a.max_z = max(a.max_z, b.max_z)
+        for g, n in b.groups.items():
+            a.groups[g] = max(n, a.groups.get(g, 0))
         a.last_active = max(a.last_active, b.last_active)
         for m, v in b.models_now.items():
             a.models_now[m] = a.models_now.get(m, 0) + v

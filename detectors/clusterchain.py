@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from detectors.assembly import CampaignAssembly
@@ -40,10 +41,15 @@ class LocalClusterStages:
         self.keys = KeyCounter(window_s, self.assembly.clusters.cluster_windows)
         self.suspicious = self.assembly.suspicious
 
-    def window(self, start: float, summaries: list[AccountSummary]) -> list[Finding]:
-        """One closed account window's summaries in, its campaign findings out."""
+    def window(
+        self, start: float, summaries: list[AccountSummary], groups: Sequence[Finding] = ()
+    ) -> list[Finding]:
+        """One closed account window's summaries (and its swarm ``groups``, see
+        :data:`~detectors.summary.FOLDABLE_DETECTORS`) in, its campaign findings and the
+        groups no campaign took out."""
         end = start + self.window_s
-        for rec in route(start, 0, summaries, parts=1, suspicious=self.suspicious).values():
+        for rec in route(start, 0, summaries, parts=1, suspicious=self.suspicious,
+                         groups=groups).values():
             self.keys.add(decode(encode(rec)))
         self.keys.watermark(0, end, sources=1)
         asm = self.assembly

@@ -84,6 +84,10 @@ class ClusterDetector:
         whatever its members' age.
     baseline_alpha
         Weight of the newest cluster window in a key's baseline.
+    fold_share
+        A coordination group (a ``cohort_swarm`` finding) at least this share of whose
+        members belong to one campaign is that campaign's: its members join it and it is
+        named in the campaign's evidence instead of becoming an alert of its own.
     max_members
         Cap on the member list a finding carries.
     """
@@ -101,6 +105,7 @@ class ClusterDetector:
         hold_windows: int = 9,
         critical_harvest_tokens: float = 50_000_000.0,
         baseline_alpha: float = 0.1,
+        fold_share: float = 0.5,
         max_members: int = 10_000,
     ) -> None:
         self.window_s = window_s
@@ -114,6 +119,7 @@ class ClusterDetector:
         self.hold_windows = hold_windows
         self.critical_harvest_tokens = critical_harvest_tokens
         self.baseline_alpha = baseline_alpha
+        self.fold_share = fold_share
         self.max_members = max_members
         self._span = window_s * cluster_windows
         self._cw_start: float | None = None
@@ -128,6 +134,8 @@ class ClusterDetector:
         self._acct_keys: dict[str, list[Key]] = {}
         self._keys: dict[Key, KeyBaseline] = {}
         self.book = CampaignBook()
+        # Group id -> the campaign it was folded into (derived from the campaigns' groups).
+        self._group_campaign: dict[str, str] = {}
 
     @property
     def campaigns(self) -> dict[str, Campaign]:
@@ -148,8 +156,10 @@ class ClusterDetector:
         org: str | None,
         models: dict[str, int] | None,
         ts: float,
+        harvester: bool = False,
     ) -> None:
-        """Count one closed account-window into the aggregates of its keys."""
+        """Count one closed account-window into the aggregates of its keys (``harvester``:
+        an account rule flagged it in this window)."""
         self._roll(ts)
         tot = self._tot
         for k in keys:
@@ -176,7 +186,7 @@ class ClusterDetector:
             if agg is None:
                 agg = agg_map[k] = KeyAgg()
             agg.add(account_id, young=young, regular=regular, org=org, requests=requests,
-                    output_tokens=output_tokens)
+                    output_tokens=output_tokens, harvester=harvester)
             self._touched.add(k)
             cid = book.key_campaign.get(k)
             if cid is not None:
@@ -215,13 +225,18 @@ class ClusterDetector:
 
     # -- per account window close --------------------------------------------------------------
 
-    def end_window(self, start: float, end: float) -> list[Finding]:
+    def end_window(
+        self, start: float, end: float, groups: Iterable[Finding] = ()
+    ) -> list[Finding]:
         """After every account-window of ``[start, end)`` was observed: flag keys, grow
-        campaigns, and return one finding per active campaign (and per pivot)."""
+        campaigns, fold in the window's coordination ``groups`` that are mostly one
+        campaign's (:meth:`fold`), and return one finding per active campaign (and per
+        pivot), then the groups that are no campaign's."""
         self._roll(start)
         self._evaluate_touched(end)
         self._touched.clear()
         out = []
+        alone = [g for g in groups if not self.fold(g)]
         hold = self.hold_windows * self._span
         book = self.book
         for c in book.campaigns.values():
@@ -237,7 +252,49 @@ class ClusterDetector:
         if self._cw_start is not None and end >= self._cw_start + self._span:
             self._close_cluster_window(self._cw_start + self._span)
             self._cw_start = end - end % self._span
+        out.extend(alone)
         return out
+
+    def fold(self, group: Finding) -> bool:
+        """Fold a coordination group into the campaign most of its members already belong
+        to (at least ``fold_share``): its members join the campaign, the group is named in
+        the campaign's evidence, and True says it needs no alert of its own. The swarm and
+        the campaign are then two views of one operator — two pages and two approvals for
+        one campaign would be noise. While that campaign is quiet (not active) the group is
+        still its own and stays silent: the campaign was reported, and it opens again if its
+        keys show suspects. A customer's campaign (see
+        :meth:`~detectors.campaigns.CampaignBook.customer`) takes no group. Once folded, a
+        group stays with its campaign (its later members join it too)."""
+        members = group.members or []
+        gid = group.entity_id
+        size = group.member_count or len(members)
+        book = self.book
+        cid = self._group_campaign.get(gid)
+        if cid is not None:
+            # Folded before: it stays that campaign's (one alert while it grows), and a
+            # group reported again without new members changes nothing.
+            c = book.campaigns[book.find(cid)]
+            if c.groups.get(gid) == size:
+                return True
+        else:
+            votes = self._vote(members)
+            if not votes:
+                return False
+            # Most members first, then the oldest campaign: the same choice in every process.
+            cid = max(votes, key=lambda c: (votes[c], -book.campaigns[c].founded_ts, c))
+            c = book.campaigns[cid]
+            if votes[cid] < self.fold_share * len(members) or book.customer(c):
+                return False
+            self._group_campaign[gid] = cid
+        orgs = group.member_orgs or {}
+        known = c.members
+        for a in members:
+            # Members of a group are young (the detector judges only young accounts). A group
+            # is reported every window: only its new members cost anything.
+            if a not in known or (known[a] is None and a in orgs):
+                book.add_member(c, a, young=True, org=orgs.get(a))
+        c.groups[gid] = size
+        return True
 
     def _stats(self, k: Key, agg: KeyAgg) -> tuple[int, float, float]:
         return key_stats(agg, self._tot.get(key_label(k), 0), self._keys.get(k))
@@ -285,13 +342,22 @@ class ClusterDetector:
                 # Too small to flag on its own, but if most of its suspects already belong
                 # to one campaign, the key is that campaign's too (its other /24, card...).
                 votes = self._vote(agg.members)
-                if votes:
-                    best, nv = max(votes.items(), key=lambda kv: (kv[1], kv[0]))
-                    if nv * 2 >= n and not org_dominated(agg):
-                        c = book.campaigns[best]
-                        book.key_campaign[k] = best
-                        c.keys.setdefault(k, 0)
-                        self._add_members(c, k, agg)
+                best, nv = max(votes.items(), key=lambda kv: (kv[1], kv[0]),
+                               default=(None, 0))
+                if best is not None and nv * 2 >= n and not org_dominated(agg):
+                    c = book.campaigns[best]
+                    book.key_campaign[k] = best
+                    c.keys.setdefault(k, 0)
+                    self._add_members(c, k, agg)
+                elif (
+                    agg.harvesters
+                    and n > len(agg.harvesters)
+                    and not org_dominated(agg)
+                ):
+                    # An account rule caught one of its suspects harvesting, and the others
+                    # share its card, /24, template or signup cohort and harvest-like
+                    # profile while sending most of the key's traffic: its accomplices.
+                    onset.append(k)
         if not onset:
             return
         uf: UnionFind[Key] = UnionFind()

@@ -129,6 +129,9 @@ class _Key:
     members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
     old: set[str] = field(default_factory=set)  # capped sample of old accounts
     last_ts: float = 0.0
+    # Every member is in one union-find group: a new suspect needs one union through this
+    # key, not one per member (a campaign's card or /24 holds up to max_key_members).
+    one_group: bool = False
 
 
 @dataclass(slots=True)
@@ -275,7 +278,14 @@ class CohortDetector:
             if len(own) >= self.max_account_keys:
                 break
             own[k] = None
-        linked = []
+        linked: list[tuple[str, str]] = []
+        # One link per other account, its first key: a second key to the same account would
+        # find both in one group already (a no-op union), and an operator's accounts share
+        # a card, a /24, a cohort and template bands, so that was most of the work.
+        seen: set[str] = {aid}
+        strong = e > self.harvest_min
+        parent = self._parent
+        grouped: list[_Key] = []
         for k in (keys if rec.registered else own):
             stat = self._keys.get(k)
             if stat is None:
@@ -284,14 +294,31 @@ class CohortDetector:
             if aid not in stat.members and len(stat.members) >= self.max_key_members:
                 continue
             if self._usable(stat):
-                linked.extend((m, k) for m in stat.members if m != aid)
-            if e > self.harvest_min or aid in stat.members:
+                if strong and stat.one_group:
+                    # Its members are one group already: any one of them reaches it (the
+                    # same merges as linking to all, at a fraction of the unions).
+                    m = next((m for m in stat.members if m != aid), None)
+                    if m is not None and m not in seen:
+                        seen.add(m)
+                        linked.append((m, k))
+                else:
+                    for m in stat.members:
+                        if m not in seen:
+                            seen.add(m)
+                            linked.append((m, k))
+                if strong and (stat.one_group or all(m in parent for m in stat.members)):
+                    grouped.append(stat)
+            elif strong and aid not in stat.members:
+                stat.one_group = False  # a member that links nobody through it
+            if strong or aid in stat.members:
                 stat.members[aid] = ts
-        if e > self.harvest_min:
+        if strong:
             rec.registered = True
             self._join(aid, rec, ts)
             for other, k in linked:
                 self._union(aid, other, k, ts)
+            for stat in grouped:
+                stat.one_group = True
         else:
             # A weak suspect joins only a group that is already reported.
             for other, k in linked:
@@ -414,9 +441,14 @@ class CohortDetector:
             del self._keys[k]
         # A group dies with its last join; its members leave the union-find with it (every
         # member of a component is listed in its root's group).
-        for r in [r for r, g in self._groups.items() if g.last_join < cutoff]:
+        dead = [r for r, g in self._groups.items() if g.last_join < cutoff]
+        for r in dead:
             for m in self._groups.pop(r).members:
                 self._parent.pop(m, None)
+        if dead:
+            # Their members may still sit on keys, now in no group.
+            for stat in self._keys.values():
+                stat.one_group = False
 
     @property
     def tracked(self) -> dict[str, int]:

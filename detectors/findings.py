@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = ["SEVERITIES", "EntityType", "Finding", "Severity", "severity_rank"]
@@ -46,8 +46,14 @@ class Finding:
     member_orgs: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict, for JSON. Shallow: ``evidence`` and ``members`` are this
+        finding's own objects (a deep copy of a swarm's thousands of members per window cost
+        more than detecting it); serialise the dict, do not mutate it."""
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
         return cls(**d)
+
+
+_FIELDS = tuple(f.name for f in fields(Finding))

@@ -32,6 +32,7 @@ class KeyAgg:
     """One key's suspicious account-windows in the current cluster window."""
 
     __slots__ = (
+        "harvesters",
         "members",
         "orgs",
         "output_tokens",
@@ -51,6 +52,8 @@ class KeyAgg:
         self.output_tokens = 0
         self.orgs: dict[str | None, int] = {}
         self.synced = 0  # members already folded into the key's campaign
+        # Members an account rule flagged as harvesters (rarely any: None until one).
+        self.harvesters: set[str] | None = None
 
     def add(
         self,
@@ -61,6 +64,7 @@ class KeyAgg:
         org: str | None,
         requests: int,
         output_tokens: int,
+        harvester: bool = False,
     ) -> None:
         """Count one suspicious account-window; a member counts once per cluster window."""
         self.susp_aw += 1
@@ -71,6 +75,10 @@ class KeyAgg:
             self.young += young
             self.regular += regular
             self.orgs[org] = self.orgs.get(org, 0) + 1
+        if harvester:
+            if self.harvesters is None:
+                self.harvesters = set()
+            self.harvesters.add(account_id)
 
 
 class KeyBaseline:

@@ -36,12 +36,13 @@ __all__ = ["KeyCounter"]
 
 
 class _Window:
-    __slots__ = ("counts", "first_offset", "sources", "susp", "touched")
+    __slots__ = ("counts", "first_offset", "groups", "sources", "susp", "touched")
 
     def __init__(self, offset: int | None) -> None:
         self.counts: dict[str, int] = {}
         self.touched: set[str] = set()
         self.susp: list[dict[str, Any]] = []
+        self.groups: list[dict[str, Any]] = []
         self.sources: set[int] = set()
         self.first_offset = offset
 
@@ -98,6 +99,8 @@ class KeyCounter:
             if ns:
                 touched.add(label)
         win.susp.extend(rec["susp"])
+        # Group findings pass through untouched (campaign assembly checks and folds them).
+        win.groups.extend(rec.get("g", ()))
         return True
 
     def watermark(self, source: int, closed_before: float, *, sources: int | None = None,
@@ -137,8 +140,11 @@ class KeyCounter:
             for label, n in win.counts.items():
                 tot[label] = tot.get(label, 0) + n
             keys = [[label, tot[label]] for label in sorted(win.touched)]
-            out.append({"t": "wt", "w": w, "p": part, "keys": keys,
-                        "susp": sorted(win.susp, key=lambda d: d["a"])})
+            wt = {"t": "wt", "w": w, "p": part, "keys": keys,
+                  "susp": sorted(win.susp, key=lambda d: d["a"])}
+            if win.groups:
+                wt["g"] = win.groups
+            out.append(wt)
         return out
 
     def committable(self) -> int | None:

@@ -48,6 +48,9 @@ __all__ = ["Detection", "Monitor"]
 
 log = logging.getLogger(__name__)
 
+#: Account rules whose finding says the account harvests (not merely departs from its rate).
+_HARVEST_RULES = frozenset({"account_extraction", "account_profile_shift"})
+
 class Detection:
     """Windows, features and detectors for every account and cluster.
 
@@ -139,13 +142,17 @@ class Detection:
         self.cluster_stages = LocalClusterStages(**self.cluster_kwargs) if local_clusters else None
         # Without local cluster stages: (window start, summaries) per closed window, for the
         # worker to publish (pop_summaries).
-        self.summaries: list[tuple[float, list[AccountSummary]]] = []
-        # The swarm detector keeps its own notion of young (throwaways: 2 days). With the
-        # detection's young_days (30) it found campaign_slow_ramp in 3.4 h instead of 46.6,
-        # but it also reported every hydra a second time as a swarm beside its campaign
-        # alert (two Slack messages, two approvals for one campaign): that needs the swarm
-        # folded into the campaign it duplicates first (docs/detectors.md).
-        self.cohort = CohortDetector(max_members=max_members) if coordination else None
+        self.summaries: list[tuple[float, list[AccountSummary], list[Finding]]] = []
+        # The swarm detector judges every account younger than the detection's young_days
+        # (30), not only throwaways (its own default, 2 days): a slow campaign's accounts,
+        # opened days before use, share a card and a /24 long before any one of them is
+        # loud enough for the account rules. A swarm that is mostly an open campaign's
+        # accounts (every hydra, seen this way) is folded into that campaign by campaign
+        # assembly rather than alerted twice (ClusterDetector.fold).
+        self.cohort = (
+            CohortDetector(young_days=p.young_days, max_members=max_members)
+            if coordination else None
+        )
         self.coactivity = CoactivityDetector(max_members=max_members) if coordination else None
         self.windows_closed = 0
         # Account-windows skipped because detection raised (metric: detect_errors).
@@ -168,9 +175,9 @@ class Detection:
     def active_accounts(self) -> int:
         return len(self._baselines)
 
-    def pop_summaries(self) -> list[tuple[float, list[AccountSummary]]]:
-        """Account summaries of the windows closed since the last call (``local_clusters``
-        off), oldest window first."""
+    def pop_summaries(self) -> list[tuple[float, list[AccountSummary], list[Finding]]]:
+        """Account summaries and swarm groups of the windows closed since the last call
+        (``local_clusters`` off), oldest window first."""
         out, self.summaries = self.summaries, []
         return out
 
@@ -411,19 +418,32 @@ class Detection:
                 new_lifts[tier] = max(0.0, xs[len(xs) // 2])
         self._lifts = new_lifts
         self._hold(out, closed)
-        if self.cluster_stages is not None:
-            out.extend(self.cluster_stages.window(closed.start, summaries))
-        else:
-            self.summaries.append((closed.start, summaries))
+        # Accounts an account rule calls harvesters now (held findings included): campaign
+        # assembly looks for their accomplices on shared strong keys.
+        harvesters = {f.entity_id for f in out
+                      if f.detector in _HARVEST_RULES and f.severity != "info"}
+        if harvesters:
+            for s in summaries:
+                if s.account_id in harvesters:
+                    s.harvester = True
+        groups: list[Finding] = []
+        lockstep: list[Finding] = []
         if self.cohort is not None and self.coactivity is not None:
-            out.extend(self._coordination(closed, self.cohort, self.coactivity))
+            groups, lockstep = self._coordination(closed, self.cohort, self.coactivity)
+        if self.cluster_stages is not None:
+            out.extend(self.cluster_stages.window(closed.start, summaries, groups))
+        else:
+            self.summaries.append((closed.start, summaries, groups))
+        out.extend(lockstep)
         return out
 
     def _coordination(
         self, closed: ClosedWindow, cohort: CohortDetector, coact: CoactivityDetector
-    ) -> list[Finding]:
-        """Swarm and lockstep groups from every account-window of this window (after the
-        cluster findings: their findings carry members and must not be held)."""
+    ) -> tuple[list[Finding], list[Finding]]:
+        """Swarm and lockstep groups from every account-window of this window. Swarm groups
+        go on to campaign assembly, which folds one that is mostly a campaign's members into
+        that campaign (one alert per operator); lockstep groups are findings as they are.
+        Neither is held (their findings carry members)."""
         for account_id, acc in closed.accounts.items():
             try:
                 x = account_view(account_id, acc, closed.start)
@@ -431,9 +451,8 @@ class Detection:
                 coact.learn_one(x)
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
-        out = cohort.end_window(closed.start, closed.end)
-        out.extend(coact.end_window(closed.start, closed.end))
-        return out
+        return (cohort.end_window(closed.start, closed.end),
+                coact.end_window(closed.start, closed.end))
 
     def _hold(self, out: list[Finding], closed: ClosedWindow) -> None:
         """Keep an account finding alive for ``account_hold_s`` after it last fired, so a

@@ -42,21 +42,29 @@ from typing import Any, Final
 
 import orjson
 
+from detectors.findings import SEVERITIES, Finding
 from detectors.keys import KIND_NAMES, Key, key_label
 
 __all__ = [
+    "FOLDABLE_DETECTORS",
     "AccountSummary",
     "SummaryFormatError",
     "decode",
     "encode",
+    "group_from_wire",
     "key_partition",
     "route",
 ]
+
+#: Group detectors of the account stage whose findings travel to campaign assembly, which
+#: folds a group that is mostly one campaign's members into that campaign's finding.
+FOLDABLE_DETECTORS: Final = frozenset({"cohort_swarm"})
 
 _MAX_ID: Final = 256
 _MAX_VALUE: Final = 1024
 _MAX_KEYS: Final = 64
 _MAX_LIST: Final = 1_000_000
+_MAX_GROUPS: Final = 4096
 
 
 class SummaryFormatError(ValueError):
@@ -88,9 +96,12 @@ class AccountSummary:
     org: str | None
     models: dict[str, int] | None
     fps: list[str]
+    #: An account rule flagged it as a harvester in this window (account_extraction or
+    #: account_profile_shift, warning or worse): its key-mates may be its accomplices.
+    harvester: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        d = {
             "a": self.account_id,
             "w": self.window_start,
             "k": [list(k) for k in self.keys],
@@ -103,6 +114,9 @@ class AccountSummary:
             "m": self.models,
             "f": self.fps,
         }
+        if self.harvester:
+            d["h"] = True  # only when set: other summaries keep their old bytes
+        return d
 
     @classmethod
     def from_wire(cls, d: Any) -> AccountSummary:
@@ -135,6 +149,9 @@ class AccountSummary:
             and _is_count(d.get("o"))
         ):
             raise SummaryFormatError("bad_summary", "a, g, y, r, n or o has the wrong type")
+        harvester = d.get("h", False)
+        if not isinstance(harvester, bool):
+            raise SummaryFormatError("bad_summary", "h must be a boolean")
         return cls(
             d["a"],
             _finite(d, "w"),
@@ -147,6 +164,7 @@ class AccountSummary:
             org,
             models,
             fps,
+            harvester,
         )
 
 
@@ -182,6 +200,48 @@ def _key(k: Any) -> Key:
     return tuple(k)
 
 
+def group_from_wire(d: Any) -> Finding:
+    """Check a group finding that rides to campaign assembly (``g`` of a key batch or a
+    window total) field by field; raise :class:`SummaryFormatError`. Campaign assembly signs
+    what it passes on, so nothing unchecked may reach it."""
+    if not isinstance(d, dict) or set(d) != _FINDING_FIELDS:
+        raise SummaryFormatError("bad_group", "a group is a finding object")
+    members, orgs, ev = d["members"], d["member_orgs"], d["evidence"]
+    if not (
+        d["entity_type"] == "cluster"
+        and d["detector"] in FOLDABLE_DETECTORS
+        and _is_id(d["entity_id"])
+        and d["severity"] in SEVERITIES
+        and d["org_id"] is None
+        and _is_count(d["member_count"])
+        and isinstance(members, list)
+        and len(members) <= _MAX_LIST
+        and _all_ids(members)
+        and (orgs is None or (isinstance(orgs, dict) and len(orgs) <= len(members)
+                              and _all_ids(orgs) and _all_ids(orgs.values())))
+        and isinstance(ev, dict)
+    ):
+        raise SummaryFormatError("bad_group", "group fields have the wrong type")
+    for name in ("window_start", "window_end", "score", "threshold"):
+        _finite(d, name)
+    return Finding.from_dict(d)
+
+
+_FINDING_FIELDS: Final = frozenset(Finding.__dataclass_fields__)
+
+
+def _all_ids(xs: Iterable[Any]) -> bool:
+    """Every item a non-empty string of at most 256 characters, checked in C loops: a swarm
+    lists thousands of members every window."""
+    xs = list(xs)
+    if not xs:
+        return True
+    if not set(map(type, xs)) <= {str}:
+        return False
+    lens = list(map(len, xs))
+    return min(lens) > 0 and max(lens) <= _MAX_ID
+
+
 def route(
     window_start: float,
     source: int,
@@ -189,10 +249,13 @@ def route(
     *,
     parts: int,
     suspicious: float,
+    groups: Iterable[Finding] = (),
 ) -> dict[int, dict[str, Any]]:
     """Fold one window's summaries of one ``source`` into key batches, one per key
     partition that has something (and always one on ``source % parts``, so the cluster
-    stages know the window had accounts even when none carried a key)."""
+    stages know the window had accounts even when none carried a key). ``groups``
+    (:data:`FOLDABLE_DETECTORS` findings of the window) ride in that batch (``g``): it is
+    deduplicated per (window, source) like the rest."""
     counts: dict[str, list[int]] = {}
     susp: dict[int, list[dict[str, Any]]] = {}
     for s in summaries:
@@ -213,7 +276,11 @@ def route(
             b = out[q] = {"t": "kb", "w": window_start, "p": source, "keys": [], "susp": []}
         return b
 
-    batch(source % parts)
+    home = batch(source % parts)
+    wired = [f.to_dict() for f in groups]
+    if wired:
+        # Only when there are any: a window without groups keeps its old bytes.
+        home["g"] = wired
     for label in sorted(counts):
         n, ns = counts[label]
         batch(key_partition(label, parts))["keys"].append([label, n, ns])
@@ -229,7 +296,8 @@ def encode(rec: dict[str, Any]) -> bytes:
 def decode(raw: bytes | None) -> dict[str, Any]:
     """Parse and check one cluster-stage record (a key batch ``kb``, a window total ``wt``,
     or a watermark ``wm``); raise :class:`SummaryFormatError` otherwise. The suspicious
-    summaries inside are checked by :meth:`AccountSummary.from_wire` where they are used."""
+    summaries and groups inside are checked by :meth:`AccountSummary.from_wire` and
+    :func:`group_from_wire` where they are used."""
     if raw is None:
         raise SummaryFormatError("null_value", "record without a value")
     if len(raw) > 64 * 1024 * 1024:
@@ -270,4 +338,7 @@ def decode(raw: bytes | None) -> dict[str, Any]:
             raise SummaryFormatError("bad_field", f"keys entries must be {shape}")
     if not isinstance(susp, list) or len(susp) > _MAX_LIST:
         raise SummaryFormatError("bad_field", "susp must be a list")
+    groups = d.get("g", [])
+    if not isinstance(groups, list) or len(groups) > _MAX_GROUPS:
+        raise SummaryFormatError("bad_field", "g must be a list of at most 4096 groups")
     return d

@@ -186,13 +186,19 @@ class IngestStage:
         parts, susp = self.key_parts, det.suspicious
         out = self._cluster_out
         account_partition = self.account_partition
-        for start, summaries in det.pop_summaries():
+        for start, summaries, groups in det.pop_summaries():
             by_source: dict[int, list[AccountSummary]] = {}
             for s in summaries:
                 p = account_partition.get(s.account_id)
                 by_source.setdefault(p if p is not None else 0, []).append(s)
+            if groups and not by_source:
+                # Every account of the window failed detection: the groups still go on.
+                by_source[min(self._owned, default=0)] = []
+            # This worker's swarm groups ride once, with its first source's batch.
+            first = min(by_source, default=0)
             for p, group in by_source.items():
-                for q, rec in route(start, p, group, parts=parts, suspicious=susp).items():
+                for q, rec in route(start, p, group, parts=parts, suspicious=susp,
+                                    groups=groups if p == first else ()).items():
                     out.append((q, encode(rec)))
         b = det.windower.closed_before
         if b > self._marked and self._owned:
