@@ -72,11 +72,9 @@ def template_bands(fp: str) -> list[str]:
         v = int(fp, 16)
     except ValueError:
         return []
-    return [f"tplb:{i}:{(v >> lo) & ((1 << (hi - lo)) - 1):06x}"
-            for i, (hi, lo) in enumerate(_BANDS)]
-
-
-_BANDS = ((64, 43), (43, 22), (22, 0))
+    # Unrolled (bits 64..43, 43..22, 22..0): every account-window's prompts pass here.
+    return [f"tplb:0:{(v >> 43) & 0x1FFFFF:06x}", f"tplb:1:{(v >> 22) & 0x1FFFFF:06x}",
+            f"tplb:2:{v & 0x3FFFFF:06x}"]
 
 
 def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, Any]:
