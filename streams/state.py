@@ -111,6 +111,19 @@ class AccountStateStore:
         """Write the state of every account touched since the last save, and wait until the
         broker has it (the caller commits input offsets only after this returns). An account
         touched but without state was evicted: its row is deleted and a tombstone written."""
+        await self.settle(await self.stage(producer, detection, account_partition))
+
+    async def stage(
+        self,
+        producer: AIOKafkaProducer,
+        detection: Detection,
+        account_partition: dict[str, int | None],
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """The first half of :meth:`save`: export the touched accounts, write them to
+        RocksDB and hand them to the producer. Returns the sends for :meth:`settle`; until
+        that returns, the state is not durable and no input offset may be committed past
+        it. The worker stages a batch's state and goes on detecting while the broker
+        acknowledges it."""
         evicted = detection.accounts_evicted - self._evicted_seen
         if evicted:
             self._evicted_seen = detection.accounts_evicted
@@ -119,7 +132,7 @@ class AccountStateStore:
                 self._metrics.accounts_evicted.inc(evicted)
         touched = detection.pop_touched()
         if not touched:
-            return
+            return []
         # One record batch per partition (a new one when full) instead of a send() per
         # account: the per-message path of the producer cost more than the detectors.
         open_batches: dict[int, Any] = {}
@@ -150,6 +163,12 @@ class AccountStateStore:
             saved += 1
         for partition, batch in open_batches.items():
             sends.append(await self._send(producer, batch, partition))
+        self.saved += saved
+        return sends
+
+    async def settle(self, sends: list[tuple[asyncio.Future[Any], int]]) -> None:
+        """Wait for the broker to acknowledge what :meth:`stage` sent, then record in RocksDB
+        the changelog offset it reflects (a restart reads only the changelog past it)."""
         newest: dict[int, int] = {}
         for fut, count in sends:
             meta = await fut
@@ -157,8 +176,8 @@ class AccountStateStore:
             if last > newest.get(meta.partition, -1):
                 newest[meta.partition] = last
         for partition, offset in newest.items():
-            db[_OFFSET + b"%d" % partition] = b"%d" % offset
-        self.saved += saved
+            # Callers settle in the order they staged (streams/ingest.py chains them).
+            self._db[_OFFSET + b"%d" % partition] = b"%d" % offset
 
     async def _send(
         self, producer: AIOKafkaProducer, batch: Any, partition: int
