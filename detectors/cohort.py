@@ -122,6 +122,9 @@ class _Young:
     # Whether it has been registered on all of ``keys`` as a suspect; from then on only each
     # window's own keys need linking (a long-lived account has thousands of prompt bands).
     registered: bool = False
+    # Group root (or lone account) -> the one prompt band it shares with this account so
+    # far: a single band is no link, a second distinct one is (see ``CohortDetector._band``).
+    bands: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -286,6 +289,7 @@ class CohortDetector:
         strong = e > self.harvest_min
         parent = self._parent
         grouped: list[_Key] = []
+        own_root = self._find(aid) if aid in parent else aid
         for k in (keys if rec.registered else own):
             stat = self._keys.get(k)
             if stat is None:
@@ -294,19 +298,29 @@ class CohortDetector:
             if aid not in stat.members and len(stat.members) >= self.max_key_members:
                 continue
             if self._usable(stat):
+                band = k.startswith("tplb:")
+                unlinked = False  # a member this key alone does not link aid to
                 if strong and stat.one_group:
                     # Its members are one group already: any one of them reaches it (the
                     # same merges as linking to all, at a fraction of the unions).
                     m = next((m for m in stat.members if m != aid), None)
                     if m is not None and m not in seen:
-                        seen.add(m)
-                        linked.append((m, k))
+                        if not band or self._band(aid, rec, own_root, m, k):
+                            seen.add(m)
+                            linked.append((m, k))
+                        else:
+                            unlinked = True
                 else:
                     for m in stat.members:
                         if m not in seen:
-                            seen.add(m)
-                            linked.append((m, k))
-                if strong and (stat.one_group or all(m in parent for m in stat.members)):
+                            if not band or self._band(aid, rec, own_root, m, k):
+                                seen.add(m)
+                                linked.append((m, k))
+                            else:
+                                unlinked = True
+                if unlinked:
+                    stat.one_group = False
+                elif strong and (stat.one_group or all(m in parent for m in stat.members)):
                     grouped.append(stat)
             elif strong and aid not in stat.members:
                 stat.one_group = False  # a member that links nobody through it
@@ -330,6 +344,38 @@ class CohortDetector:
                         break
 
     # -- groups ----------------------------------------------------------------------------
+
+    def _band(self, aid: str, rec: _Young, own_root: str, m: str, k: str) -> bool:
+        """Whether prompt band ``k``, shared with ``m``, links ``aid`` to ``m``'s group.
+
+        One band is a 21-bit coincidence: rare between two throwaways with a handful of
+        prompts, but an account younger than 30 days may send thousands over days, and each
+        prompt brings three bands, so a young harvester and a long-lived swarm meet on one
+        band by chance (campaign_slow_ramp at 35 h). Two distinct bands shared with the same
+        group are two independent coincidences (about the square of one) — or, far more
+        likely, one template; an account of a templated group shares many. The first band
+        is remembered on both sides, so the second can come from either account. A hit
+        noted against a group that has since merged into another is forgotten: a later link,
+        never a false one."""
+        parent = self._parent
+        root = self._find(m) if m in parent else m
+        if root == own_root:
+            return True  # one group already (the union is a no-op)
+        first = rec.bands.get(root)
+        if first is not None and first != k:
+            del rec.bands[root]
+            return True
+        other = self._young.get(m)
+        if other is not None:
+            other_first = other.bands.get(own_root)
+            if other_first is not None and other_first != k:
+                del other.bands[own_root]
+                return True
+            if len(other.bands) < self.max_account_keys:
+                other.bands.setdefault(own_root, k)
+        if len(rec.bands) < self.max_account_keys:
+            rec.bands.setdefault(root, k)
+        return False
 
     def _usable(self, stat: _Key) -> bool:
         n_old = len(stat.old)
