@@ -112,6 +112,7 @@ def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, An
 class _Young:
     requests: int = 0
     harvest: int = 0
+    age_days: float = math.nan  # at its latest window
     org: str | None = None
     first_ts: float = 0.0
     last_ts: float = 0.0
@@ -180,6 +181,10 @@ class CohortDetector:
         Members from which a group's finding is critical.
     max_key_members, max_members
         Caps on the members kept per key and listed per finding.
+    fresh_days
+        Accounts younger than this are throwaways with a handful of prompts: one shared
+        prompt band links two of them. Any older account needs a second distinct band shared
+        with the same group (its thousands of prompts make one band a likely coincidence).
     max_account_keys
         Cap on the link keys remembered per young account (its first ones; once it is a
         registered suspect each window links through its own keys). Keys it joined beyond
@@ -200,6 +205,7 @@ class CohortDetector:
         max_key_members: int = 256,
         max_account_keys: int = 64,
         max_members: int = 10_000,
+        fresh_days: float = 2.0,
     ) -> None:
         self.young_days = young_days
         self.harvest_min = harvest_min
@@ -213,6 +219,7 @@ class CohortDetector:
         self.max_key_members = max_key_members
         self.max_account_keys = max_account_keys
         self.max_members = max_members
+        self.fresh_days = fresh_days
         self._young: dict[str, _Young] = {}
         self._keys: dict[str, _Key] = {}
         self._parent: dict[str, str] = {}  # union-find over suspects; roots own groups
@@ -267,6 +274,7 @@ class CohortDetector:
         rec.requests += int(x.get("requests", 0))
         rec.harvest += int(x.get("harvest_like", 0))
         rec.last_ts = ts
+        rec.age_days = float(x.get("age_days", math.nan))
         if x.get("org") is not None:
             rec.org = x["org"]
         e = rec.harvest / (rec.requests + 1.0)
@@ -348,24 +356,29 @@ class CohortDetector:
     def _band(self, aid: str, rec: _Young, own_root: str, m: str, k: str) -> bool:
         """Whether prompt band ``k``, shared with ``m``, links ``aid`` to ``m``'s group.
 
-        One band is a 21-bit coincidence: rare between two throwaways with a handful of
-        prompts, but an account younger than 30 days may send thousands over days, and each
-        prompt brings three bands, so a young harvester and a long-lived swarm meet on one
-        band by chance (campaign_slow_ramp at 35 h). Two distinct bands shared with the same
-        group are two independent coincidences (about the square of one) — or, far more
-        likely, one template; an account of a templated group shares many. The first band
-        is remembered on both sides, so the second can come from either account. A hit
-        noted against a group that has since merged into another is forgotten: a later link,
-        never a false one."""
+        One band is a 21-bit coincidence: rare between two throwaways (both younger than
+        ``fresh_days``) with a handful of prompts, so it links them (a swarm's first wave is
+        linked by its template within minutes). But an account younger than 30 days may send
+        thousands of prompts over days, three bands each, and the chance of a match grows
+        with the product of the two accounts' prompts: a young harvester and a long-lived
+        swarm meet on one band by chance (campaign_slow_ramp at 35 h). Once either account
+        is older, two distinct bands shared with the same group are needed: two independent
+        coincidences (about the square of one) or, far more likely, one template, whose
+        accounts share many. The first band is remembered on both sides, so the second can
+        come from either account. A hit noted against a group that has since merged into
+        another is forgotten: a later link, never a false one."""
         parent = self._parent
         root = self._find(m) if m in parent else m
         if root == own_root:
             return True  # one group already (the union is a no-op)
+        other = self._young.get(m)
+        if (other is not None and rec.age_days < self.fresh_days
+                and other.age_days < self.fresh_days):
+            return True
         first = rec.bands.get(root)
         if first is not None and first != k:
             del rec.bands[root]
             return True
-        other = self._young.get(m)
         if other is not None:
             other_first = other.bands.get(own_root)
             if other_first is not None and other_first != k:

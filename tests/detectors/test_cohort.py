@@ -209,9 +209,9 @@ def _bands(fp: int) -> list[str]:
 
 
 def test_one_shared_prompt_band_is_no_link_a_template_is() -> None:
-    """Two unrelated long-lived harvesters whose prompts meet on one band once (a 21-bit
-    chance match among thousands of prompts) are not linked; accounts of one template,
-    sharing its bands, still are, whichever of them sent first."""
+    """Two unrelated 10-day-old harvesters whose prompts meet on one band once (a 21-bit
+    chance match among many prompts) are not linked, two day-old throwaways are; older
+    accounts of one template, sharing its bands, are linked too."""
     rng = random.Random(7)
     det = CohortDetector(young_days=30.0, min_members=2)
     # Each sends random prompts for 50 windows; window 10 of b repeats one band of a's.
@@ -226,6 +226,11 @@ def test_one_shared_prompt_band_is_no_link_a_template_is() -> None:
         found += det.end_window(T0 + 60.0 * w, T0 + 60.0 * (w + 1))
     assert found == []
     assert det._find("s000") != det._find("s001")
+    # The same two as throwaways (a day old, a handful of prompts each): one band links.
+    det = CohortDetector(young_days=30.0, min_members=2)
+    for i, fp in ((0, a_fps[3]), (1, b_fps[10])):
+        det.learn_one(_young(i, T0 + i, age=1.0, keys=_bands(fp)))
+    assert det._find("s000") == det._find("s001")
 
     # A templated pair: prompts of one template, a few bits flipped each, in their own
     # windows; they share whole bands on most prompts and are linked.
