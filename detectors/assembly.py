@@ -86,6 +86,7 @@ class CampaignAssembly:
         cluster_critical_young_share: float = 0.5,
         cluster_hold_windows: int = 9,
         cluster_critical_harvest_tokens: float = 50_000_000.0,
+        cluster_fold_share: float = 0.5,
         template_min_accounts: int = 4,
         template_max_bits: int = 10,
         max_members: int = 10_000,
@@ -106,6 +107,7 @@ class CampaignAssembly:
             critical_young_share=cluster_critical_young_share,
             hold_windows=cluster_hold_windows,
             critical_harvest_tokens=cluster_critical_harvest_tokens,
+            fold_share=cluster_fold_share,
             max_members=max_members,
         )
         self._pending: dict[float, _Pending] = {}

@@ -111,6 +111,7 @@ def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, An
 class _Young:
     requests: int = 0
     harvest: int = 0
+    age_days: float = math.nan  # at its latest window
     org: str | None = None
     first_ts: float = 0.0
     last_ts: float = 0.0
@@ -121,6 +122,9 @@ class _Young:
     # Whether it has been registered on all of ``keys`` as a suspect; from then on only each
     # window's own keys need linking (a long-lived account has thousands of prompt bands).
     registered: bool = False
+    # Group root (or lone account) -> the one prompt band it shares with this account so
+    # far: a single band is no link, a second distinct one is (see ``CohortDetector._band``).
+    bands: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -128,6 +132,9 @@ class _Key:
     members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
     old: set[str] = field(default_factory=set)  # capped sample of old accounts
     last_ts: float = 0.0
+    # Every member is in one union-find group: a new suspect needs one union through this
+    # key, not one per member (a campaign's card or /24 holds up to max_key_members).
+    one_group: bool = False
 
 
 @dataclass(slots=True)
@@ -178,6 +185,10 @@ class CohortDetector:
         Members from which a group's finding is critical.
     max_key_members, max_members
         Caps on the members kept per key and listed per finding.
+    fresh_days
+        Accounts younger than this are throwaways with a handful of prompts: one shared
+        prompt band links two of them. Any older account needs a second distinct band shared
+        with the same group (its thousands of prompts make one band a likely coincidence).
     max_account_keys
         Cap on the link keys remembered per young account (its first ones; once it is a
         registered suspect each window links through its own keys). Keys it joined beyond
@@ -198,6 +209,7 @@ class CohortDetector:
         max_key_members: int = 256,
         max_account_keys: int = 64,
         max_members: int = 10_000,
+        fresh_days: float = 2.0,
     ) -> None:
         self.young_days = young_days
         self.harvest_min = harvest_min
@@ -211,6 +223,7 @@ class CohortDetector:
         self.max_key_members = max_key_members
         self.max_account_keys = max_account_keys
         self.max_members = max_members
+        self.fresh_days = fresh_days
         self._young: dict[str, _Young] = {}
         self._keys: dict[str, _Key] = {}
         self._parent: dict[str, str] = {}  # union-find over suspects; roots own groups
@@ -276,6 +289,7 @@ class CohortDetector:
         rec.requests += int(x.get("requests", 0))
         rec.harvest += int(x.get("harvest_like", 0))
         rec.last_ts = ts
+        rec.age_days = float(x.get("age_days", math.nan))
         if x.get("org") is not None:
             rec.org = x["org"]
         e = rec.harvest / (rec.requests + 1.0)
@@ -290,12 +304,16 @@ class CohortDetector:
             if len(own) >= self.max_account_keys:
                 break
             own[k] = None
-        # The usable keys' member dicts, in key order: linking walks them after the loop
-        # (which adds only ``aid`` to them, skipped anyway) instead of copying (member,
-        # key) pairs out of every one.
-        linked: list[tuple[str, dict[str, float]]] = []
-        key_stats = self._keys
+        linked: list[tuple[str, str]] = []
+        # One link per other account, its first key: a second key to the same account would
+        # find both in one group already (a no-op union), and an operator's accounts share
+        # a card, a /24, a cohort and template bands, so that was most of the work.
+        seen: set[str] = {aid}
         strong = e > self.harvest_min
+        parent = self._parent
+        grouped: list[_Key] = []
+        key_stats = self._keys
+        own_root = self._find(aid) if aid in parent else aid
         for k in (keys if rec.registered else own):
             stat = key_stats.get(k)
             if stat is None:
@@ -305,44 +323,92 @@ class CohortDetector:
                 del key_stats[k]
                 key_stats[k] = stat
             stat.last_ts = ts
-            members = stat.members
-            if aid not in members and len(members) >= self.max_key_members:
+            if aid not in stat.members and len(stat.members) >= self.max_key_members:
                 continue
             if self._usable(stat):
-                linked.append((k, members))
-            if strong or aid in members:
-                members[aid] = ts
+                band = k.startswith("tplb:")
+                unlinked = False  # a member this key alone does not link aid to
+                if strong and stat.one_group:
+                    # Its members are one group already: any one of them reaches it (the
+                    # same merges as linking to all, at a fraction of the unions).
+                    m = next((m for m in stat.members if m != aid), None)
+                    if m is not None and m not in seen:
+                        if not band or self._band(aid, rec, own_root, m, k):
+                            seen.add(m)
+                            linked.append((m, k))
+                        else:
+                            unlinked = True
+                else:
+                    for m in stat.members:
+                        if m not in seen:
+                            if not band or self._band(aid, rec, own_root, m, k):
+                                seen.add(m)
+                                linked.append((m, k))
+                            else:
+                                unlinked = True
+                if unlinked:
+                    stat.one_group = False
+                elif strong and (stat.one_group or all(m in parent for m in stat.members)):
+                    grouped.append(stat)
+            elif strong and aid not in stat.members:
+                stat.one_group = False  # a member that links nobody through it
+            if strong or aid in stat.members:
+                stat.members[aid] = ts
         if strong:
             rec.registered = True
             self._join(aid, rec, ts)
-            parent = self._parent
-            find = self._find
-            ra = find(aid)
-            # Every member of a component is listed in its root's group: one lookup settles
-            # the usual case, an account already linked to the rest of its key.
-            group = self._groups[ra].members
-            for k, members in linked:
-                for other in members:
-                    if other in group or other not in parent:
-                        continue
-                    rb = find(other)
-                    if ra != rb:
-                        ra = self._merge(ra, rb, k, ts)
-                        group = self._groups[ra].members
+            for other, k in linked:
+                self._union(aid, other, k, ts)
+            for stat in grouped:
+                stat.one_group = True
         else:
             # A weak suspect joins only a group that is already reported.
-            for k, members in linked:
-                for other in members:
-                    if other == aid:
-                        continue
-                    if other in self._parent:
-                        g = self._groups.get(self._find(other))
-                        if g is not None and g.reported:
-                            self._join(aid, rec, ts)
-                            self._union(other, aid, k, ts)
-                            return
+            for other, k in linked:
+                if other in self._parent:
+                    g = self._groups.get(self._find(other))
+                    if g is not None and g.reported:
+                        self._join(aid, rec, ts)
+                        self._union(other, aid, k, ts)
+                        break
 
     # -- groups ----------------------------------------------------------------------------
+
+    def _band(self, aid: str, rec: _Young, own_root: str, m: str, k: str) -> bool:
+        """Whether prompt band ``k``, shared with ``m``, links ``aid`` to ``m``'s group.
+
+        One band is a 21-bit coincidence: rare between two throwaways (both younger than
+        ``fresh_days``) with a handful of prompts, so it links them (a swarm's first wave is
+        linked by its template within minutes). But an account younger than 30 days may send
+        thousands of prompts over days, three bands each, and the chance of a match grows
+        with the product of the two accounts' prompts: a young harvester and a long-lived
+        swarm meet on one band by chance (campaign_slow_ramp at 35 h). Once either account
+        is older, two distinct bands shared with the same group are needed: two independent
+        coincidences (about the square of one) or, far more likely, one template, whose
+        accounts share many. The first band is remembered on both sides, so the second can
+        come from either account. A hit noted against a group that has since merged into
+        another is forgotten: a later link, never a false one."""
+        parent = self._parent
+        root = self._find(m) if m in parent else m
+        if root == own_root:
+            return True  # one group already (the union is a no-op)
+        other = self._young.get(m)
+        if (other is not None and rec.age_days < self.fresh_days
+                and other.age_days < self.fresh_days):
+            return True
+        first = rec.bands.get(root)
+        if first is not None and first != k:
+            del rec.bands[root]
+            return True
+        if other is not None:
+            other_first = other.bands.get(own_root)
+            if other_first is not None and other_first != k:
+                del other.bands[own_root]
+                return True
+            if len(other.bands) < self.max_account_keys:
+                other.bands.setdefault(own_root, k)
+        if len(rec.bands) < self.max_account_keys:
+            rec.bands.setdefault(root, k)
+        return False
 
     def _usable(self, stat: _Key) -> bool:
         n_old = len(stat.old)
@@ -484,9 +550,14 @@ class CohortDetector:
             del keys[k]
         # A group dies with its last join; its members leave the union-find with it (every
         # member of a component is listed in its root's group).
-        for r in [r for r, g in self._groups.items() if g.last_join < cutoff]:
+        dead = [r for r, g in self._groups.items() if g.last_join < cutoff]
+        for r in dead:
             for m in self._groups.pop(r).members:
                 self._parent.pop(m, None)
+        if dead:
+            # Their members may still sit on keys, now in no group.
+            for stat in self._keys.values():
+                stat.one_group = False
 
     @property
     def tracked(self) -> dict[str, int]:

@@ -96,6 +96,7 @@ class DetectionParams:
     cluster_critical_young_share: float = 0.5
     cluster_hold_windows: int = 9
     cluster_critical_harvest_tokens: float = 50_000_000.0
+    cluster_fold_share: float = 0.5
     template_min_accounts: int = 4
     template_max_bits: int = 10
     population_min_accounts: int = 30

@@ -135,6 +135,7 @@ class Detection:
             cluster_critical_young_share=p.cluster_critical_young_share,
             cluster_hold_windows=p.cluster_hold_windows,
             cluster_critical_harvest_tokens=p.cluster_critical_harvest_tokens,
+            cluster_fold_share=p.cluster_fold_share,
             template_min_accounts=p.template_min_accounts,
             template_max_bits=p.template_max_bits,
             max_members=max_members,

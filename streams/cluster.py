@@ -319,6 +319,7 @@ class CampaignStageService(_Stage):
 _ASSEMBLY_KEYS = frozenset({
     "window_s", "suspicious", "cluster_windows", "cluster_min_members", "cluster_min_share",
     "cluster_min_z", "cluster_critical_members", "cluster_critical_young_share",
-    "cluster_hold_windows", "cluster_critical_harvest_tokens", "template_min_accounts",
+    "cluster_hold_windows", "cluster_critical_harvest_tokens", "cluster_fold_share",
+    "template_min_accounts",
     "template_max_bits", "max_members",
 })

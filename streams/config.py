@@ -262,6 +262,10 @@ class DetectionConfig(_Section):
         _D.cluster_critical_harvest_tokens, gt=0, le=1e15,
         description="Output tokens a campaign has harvested from which it is critical",
     )
+    cluster_fold_share: float = Field(
+        _D.cluster_fold_share, gt=0, le=1,
+        description="Share of a swarm's members in one campaign that folds the swarm into it",
+    )
     template_min_accounts: int = Field(
         _D.template_min_accounts, ge=2, le=10_000,
         description="Distinct accounts with near-duplicate prompts that found a template group",

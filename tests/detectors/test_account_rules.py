@@ -54,6 +54,8 @@ def test_config_validates_into_the_rule_dataclasses(tmp_path: Path):
         ("[detection]\naccount_persist = 0\n", "detection.account_persist"),
         ("[detection]\nshift_z = -1\n", "detection.shift_z"),
         ('[detection]\ncoordination = "maybe"\n', "detection.coordination"),
+        ("[detection]\ncluster_fold_share = 1.5\n", "detection.cluster_fold_share"),
+        ("[detection]\ncluster_fold_share = 0\n", "detection.cluster_fold_share"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path: Path, toml: str, field: str):
@@ -74,6 +76,23 @@ def test_coordination_is_a_config_field(tmp_path: Path, on: bool):
     env = load_config(environ={"DISTILLWATCH_DETECTION__COORDINATION": str(on).lower()})
     assert env.detection.coordination is on
     assert (Detection(**env.detection_kwargs()).cohort is not None) is on
+
+
+def test_fold_share_reaches_campaign_assembly(tmp_path: Path):
+    p = tmp_path / "c.toml"
+    p.write_text("[detection]\ncluster_fold_share = 0.8\n")
+    cfg = load_config(p, environ={})
+    det = Detection(cfg.detection_params())
+    assert det.cluster_kwargs["cluster_fold_share"] == 0.8
+    assert det.cluster_stages is not None
+    assert det.cluster_stages.assembly.clusters.fold_share == 0.8
+    # The worker's campaigns stage picks its assembly's keywords from the configuration by
+    # name: a field missing from that list would silently run with the default.
+    from detectors.assembly import CampaignAssembly
+    from streams.cluster import _ASSEMBLY_KEYS
+
+    kw = {k: v for k, v in cfg.detection_kwargs().items() if k in _ASSEMBLY_KEYS}
+    assert CampaignAssembly(**kw).clusters.fold_share == 0.8
 
 
 def test_unknown_override_is_refused():

@@ -191,13 +191,55 @@ def test_a_slow_group_of_older_young_accounts_needs_the_wider_young_cut() -> Non
 
 def test_link_keys_per_account_are_capped_and_later_windows_still_link() -> None:
     det = CohortDetector(min_members=3, max_account_keys=8)
-    # One long-lived suspect with a new prompt band in every window.
+    # One long-lived suspect with a new prompt template (two bands) in every window.
     for w in range(40):
-        det.learn_one(_young(0, T0 + 60.0 * w, keys=["pay:card-a", f"tplb:0:{w:06x}"]))
+        det.learn_one(_young(0, T0 + 60.0 * w,
+                             keys=["pay:card-a", f"tplb:0:{w:06x}", f"tplb:1:{w:06x}"]))
     assert len(det._young["s000"].keys) == 8
-    # Two newcomers share a band the suspect sent long after its cap was reached.
+    # Two newcomers share a template the suspect sent long after its cap was reached.
     found = []
     for i in (1, 2):
-        det.learn_one(_young(i, T0 + 3000.0 + i, keys=["tplb:0:000027"]))
+        det.learn_one(_young(i, T0 + 3000.0 + i, keys=["tplb:0:000027", "tplb:1:000027"]))
         found += det.end_window(T0 + 3000.0, T0 + 3060.0)
     assert found and set(found[-1].members) == {"s000", "s001", "s002"}
+
+
+def _bands(fp: int) -> list[str]:
+    return template_bands(f"{fp:016x}")
+
+
+def test_one_shared_prompt_band_is_no_link_a_template_is() -> None:
+    """Two unrelated 10-day-old harvesters whose prompts meet on one band once (a 21-bit
+    chance match among many prompts) are not linked, two day-old throwaways are; older
+    accounts of one template, sharing its bands, are linked too."""
+    rng = random.Random(7)
+    det = CohortDetector(young_days=30.0, min_members=2)
+    # Each sends random prompts for 50 windows; window 10 of b repeats one band of a's.
+    a_fps = [rng.getrandbits(64) for _ in range(50)]
+    b_fps = [rng.getrandbits(64) for _ in range(50)]
+    b_fps[10] = (b_fps[10] & ~((1 << 21) - 1 << 43)) | (a_fps[3] & ((1 << 21) - 1 << 43))
+    assert len(set(_bands(a_fps[3])) & set(_bands(b_fps[10]))) == 1
+    found = []
+    for w in range(50):
+        for i, fps in ((0, a_fps), (1, b_fps)):
+            det.learn_one(_young(i, T0 + 60.0 * w, age=10.0, keys=_bands(fps[w])))
+        found += det.end_window(T0 + 60.0 * w, T0 + 60.0 * (w + 1))
+    assert found == []
+    assert det._find("s000") != det._find("s001")
+    # The same two as throwaways (a day old, a handful of prompts each): one band links.
+    det = CohortDetector(young_days=30.0, min_members=2)
+    for i, fp in ((0, a_fps[3]), (1, b_fps[10])):
+        det.learn_one(_young(i, T0 + i, age=1.0, keys=_bands(fp)))
+    assert det._find("s000") == det._find("s001")
+
+    # A templated pair: prompts of one template, a few bits flipped each, in their own
+    # windows; they share whole bands on most prompts and are linked.
+    det = CohortDetector(young_days=30.0, min_members=2)
+    tmpl = rng.getrandbits(64)
+    found = []
+    for w in range(6):
+        for i in (2, 3):
+            fp = tmpl ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))
+            det.learn_one(_young(i, T0 + 60.0 * w + i, age=10.0, keys=_bands(fp)))
+        found += det.end_window(T0 + 60.0 * w, T0 + 60.0 * (w + 1))
+    assert found and set(found[-1].members) == {"s002", "s003"}
