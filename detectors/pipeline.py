@@ -37,7 +37,7 @@ from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.extraction_rule import ExtractionRule
 from detectors.findings import Finding
-from detectors.keys import cluster_keys
+from detectors.keys import labelled_keys
 from detectors.params import DetectionParams
 from detectors.population import PopulationModel
 from detectors.shift_rule import ProfileShiftRule
@@ -321,6 +321,10 @@ class Detection:
         lifts = self._lifts
         rises: dict[str, list[float]] = {}
         log1p = math.log1p
+        # Link-key labels per account for the swarm view (_coordination): made here with
+        # every other label of the account-window, not a second time there.
+        coordination = self.cohort is not None and self.coactivity is not None
+        links: dict[str, list[str]] = {}
         self._sample += 1
         self._priors = {}
         learn_population = self._sample % 4 == 0
@@ -396,10 +400,13 @@ class Detection:
 
                 is_susp = extraction >= suspicious
                 spread = base.timing_spread
+                lk = labelled_keys(ev)
+                if coordination:
+                    links[account_id] = lk.links
                 summaries.append(AccountSummary(
                     account_id,
                     closed.start,
-                    cluster_keys(ev),
+                    lk.keys,
                     min(1.0, max(0.0, extraction)),
                     young,
                     spread == spread and spread < 0.3,
@@ -408,6 +415,8 @@ class Detection:
                     ev.org_id,
                     dict(acc.models) if is_susp and acc.models else None,
                     list(acc.fps[:4]) if is_susp and acc.fps else [],
+                    False,
+                    lk.labels,
                 ))
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
@@ -429,7 +438,7 @@ class Detection:
         groups: list[Finding] = []
         lockstep: list[Finding] = []
         if self.cohort is not None and self.coactivity is not None:
-            groups, lockstep = self._coordination(closed, self.cohort, self.coactivity)
+            groups, lockstep = self._coordination(closed, self.cohort, self.coactivity, links)
         if self.cluster_stages is not None:
             out.extend(self.cluster_stages.window(closed.start, summaries, groups))
         else:
@@ -438,15 +447,21 @@ class Detection:
         return out
 
     def _coordination(
-        self, closed: ClosedWindow, cohort: CohortDetector, coact: CoactivityDetector
+        self,
+        closed: ClosedWindow,
+        cohort: CohortDetector,
+        coact: CoactivityDetector,
+        links: dict[str, list[str]],
     ) -> tuple[list[Finding], list[Finding]]:
         """Swarm and lockstep groups from every account-window of this window. Swarm groups
         go on to campaign assembly, which folds one that is mostly a campaign's members into
         that campaign (one alert per operator); lockstep groups are findings as they are.
-        Neither is held (their findings carry members)."""
+        Neither is held (their findings carry members). ``links``: link-key labels of the
+        accounts ``_detect`` got that far with (the others make their own)."""
+        get_links = links.get
         for account_id, acc in closed.accounts.items():
             try:
-                x = account_view(account_id, acc, closed.start)
+                x = account_view(account_id, acc, closed.start, get_links(account_id))
                 cohort.learn_one(x)
                 coact.learn_one(x)
             except Exception as err:
