@@ -341,6 +341,40 @@ def decode(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(keys, list) or len(keys) > _MAX_LIST:
         raise SummaryFormatError("bad_field", "keys must be a list")
     width = 3 if kind == "kb" else 2
+    if not _keys_ok(keys, width):
+        _check_keys(keys, width)
+    if not isinstance(susp, list) or len(susp) > _MAX_LIST:
+        raise SummaryFormatError("bad_field", "susp must be a list")
+    groups = d.get("g", [])
+    if not isinstance(groups, list) or len(groups) > _MAX_GROUPS:
+        raise SummaryFormatError("bad_field", "g must be a list of at most 4096 groups")
+    return d
+
+
+_MAX_COUNT: Final = 2**63
+
+
+def _keys_ok(keys: list[Any], width: int) -> bool:
+    """Whether every ``keys`` entry is ``[label, count...]`` of ``width``, checked column by
+    column in C loops (a key batch has a few entries per account of the window: this
+    was most of decoding it). Only exact types pass: orjson makes no subclasses, and
+    anything it does not accept goes to :func:`_check_keys`, which decides."""
+    if not keys:
+        return True
+    if set(map(type, keys)) != {list} or set(map(len, keys)) != {width}:
+        return False
+    cols = list(zip(*keys, strict=True))
+    labels = cols[0]
+    if set(map(type, labels)) != {str} or max(map(len, labels)) > 2 * _MAX_VALUE:
+        return False
+    for col in cols[1:]:
+        if set(map(type, col)) != {int} or min(col) < 0 or max(col) >= _MAX_COUNT:
+            return False
+    return True
+
+
+def _check_keys(keys: list[Any], width: int) -> None:
+    """The entry-by-entry check behind :func:`_keys_ok`: raises for the first bad entry."""
     for e in keys:
         if not (
             isinstance(e, list)
@@ -349,11 +383,5 @@ def decode(raw: bytes | None) -> dict[str, Any]:
             and len(e[0]) <= 2 * _MAX_VALUE
             and all(_is_count(v) for v in e[1:])
         ):
-            shape = "[label, n, suspicious]" if kind == "kb" else "[label, n]"
+            shape = "[label, n, suspicious]" if width == 3 else "[label, n]"
             raise SummaryFormatError("bad_field", f"keys entries must be {shape}")
-    if not isinstance(susp, list) or len(susp) > _MAX_LIST:
-        raise SummaryFormatError("bad_field", "susp must be a list")
-    groups = d.get("g", [])
-    if not isinstance(groups, list) or len(groups) > _MAX_GROUPS:
-        raise SummaryFormatError("bad_field", "g must be a list of at most 4096 groups")
-    return d
