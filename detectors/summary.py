@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -365,11 +366,13 @@ def _keys_ok(keys: list[Any], width: int) -> bool:
         return True
     if set(map(type, keys)) != {list} or set(map(len, keys)) != {width}:
         return False
-    cols = list(zip(*keys, strict=True))
-    labels = cols[0]
+    # Columns through itemgetter, not zip(*keys): that makes an iterator per entry, enough
+    # tracked objects to start a collection on every large batch.
+    labels = list(map(itemgetter(0), keys))
     if set(map(type, labels)) != {str} or max(map(len, labels)) > 2 * _MAX_VALUE:
         return False
-    for col in cols[1:]:
+    for i in range(1, width):
+        col = list(map(itemgetter(i), keys))
         if set(map(type, col)) != {int} or min(col) < 0 or max(col) >= _MAX_COUNT:
             return False
     return True
