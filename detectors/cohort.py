@@ -77,17 +77,24 @@ def template_bands(fp: str) -> list[str]:
             f"tplb:2:{v & 0x3FFFFF:06x}"]
 
 
-def account_view(account_id: str, acc: AccountWindow, ts: float) -> dict[str, Any]:
+def account_view(
+    account_id: str, acc: AccountWindow, ts: float, links: list[str] | None = None
+) -> dict[str, Any]:
     """The dict :class:`CohortDetector` and :class:`~detectors.coactivity.CoactivityDetector`
-    read for one account-window: age, org, payment, counts and link keys."""
+    read for one account-window: age, org, payment, counts and link keys. ``links``: the
+    labels of its link keys when the caller has them already
+    (:attr:`~detectors.keys.LabelledKeys.links`)."""
     ev = acc.last_event
     keys: list[str] = []
     age = math.nan
     org = pay = None
     if ev is not None:
-        for k in cluster_keys(ev):
-            if k[0] in LINK_KINDS:
-                keys.append(key_label(k))
+        if links is not None:
+            keys.extend(links)
+        else:
+            for k in cluster_keys(ev):
+                if k[0] in LINK_KINDS:
+                    keys.append(key_label(k))
         if ev.account_created_ts is not None:
             age = max(0.0, (acc.last_ts - ev.account_created_ts) / 86400.0)
         org, pay = ev.org_id, ev.payment_fingerprint

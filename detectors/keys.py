@@ -24,7 +24,17 @@ from typing import Any, Final
 
 from detectors.events import Event
 
-__all__ = ["KIND_NAMES", "STRONG_KINDS", "Key", "cluster_keys", "key_label", "net_prefix"]
+__all__ = [
+    "KIND_NAMES",
+    "LINK_KEY_KINDS",
+    "STRONG_KINDS",
+    "Key",
+    "LabelledKeys",
+    "cluster_keys",
+    "key_label",
+    "labelled_keys",
+    "net_prefix",
+]
 
 Key = tuple[Any, ...]
 
@@ -41,6 +51,9 @@ KIND_NAMES: Final = {
 }
 #: Kinds that name one operator almost by themselves (used to add members to a campaign).
 STRONG_KINDS: Final = frozenset({"tpl", "pay", "ip24", "cohort"})
+#: The kinds of :func:`cluster_keys` that :data:`detectors.cohort.LINK_KINDS` links young
+#: accounts through (:attr:`LabelledKeys.links`); a test keeps the two in step.
+LINK_KEY_KINDS: Final = frozenset({"ip24", "pay", "cohort"})
 
 
 def net_prefix(ip: str) -> str | None:
@@ -95,3 +108,77 @@ def key_label(key: Key) -> str:
         v = key[1]
         return f"{key[0]}:{'-' if v is None else v}"
     return ":".join(["-" if v is None else str(v) for v in key])
+
+
+class LabelledKeys:
+    """The cluster keys of one account-window with their labels, built once at window close
+    and shared by routing (every label) and the swarm view (the link labels): both used to
+    rebuild the keys and format the labels on their own, which was most of the close."""
+
+    __slots__ = ("keys", "labels", "links")
+
+    def __init__(self, keys: list[Key], labels: list[str], links: list[str]) -> None:
+        self.keys = keys
+        #: ``key_label`` of each of ``keys``, in the same order.
+        self.labels = labels
+        #: The labels of the keys whose kind is in :data:`LINK_KEY_KINDS`, in key order.
+        self.links = links
+
+
+def labelled_keys(ev: Event) -> LabelledKeys:
+    """:func:`cluster_keys` of ``ev`` with their labels, in one pass.
+
+    >>> from detectors.events import Event
+    >>> lk = labelled_keys(Event("a", 0.0, "m", 1, 1, ip="203.0.113.7", asn=64500,
+    ...                          account_created_ts=3700.0))
+    >>> lk.keys, lk.labels, lk.links
+    ([('ip24', '203.0.113'), ('asn', 64500), ('cohort', 1, 64500)], \
+['ip24:203.0.113', 'asn:64500', 'cohort:1:64500'], ['ip24:203.0.113', 'cohort:1:64500'])
+    """
+    # Same keys, order and text as cluster_keys + key_label (tests compare them on every
+    # field combination); each label is formatted where its key is made.
+    keys: list[Key] = []
+    labels: list[str] = []
+    links: list[str] = []
+    ip = ev.ip
+    if ip is not None:
+        if ":" not in ip:
+            head, sep, _ = ip.rpartition(".")
+            net = head if sep else None
+        else:
+            net = net_prefix(ip)
+        if net is not None:
+            keys.append(("ip24", net))
+            label = f"ip24:{net}"
+            labels.append(label)
+            links.append(label)
+    asn = ev.asn
+    if asn is not None:
+        keys.append(("asn", asn))
+        labels.append(f"asn:{asn}")
+    v = ev.user_agent
+    if v is not None:
+        keys.append(("ua", v))
+        labels.append(f"ua:{v}")
+    v = ev.payment_fingerprint
+    if v is not None:
+        keys.append(("pay", v))
+        label = f"pay:{v}"
+        labels.append(label)
+        links.append(label)
+    v = ev.org_id
+    if v is not None:
+        keys.append(("org", v))
+        labels.append(f"org:{v}")
+    v = ev.system_prompt_fingerprint
+    if v is not None:
+        keys.append(("sys", v))
+        labels.append(f"sys:{v}")
+    created = ev.account_created_ts
+    if created is not None:
+        hour = int(created // 3600)
+        keys.append(("cohort", hour, asn))
+        label = f"cohort:{hour}:-" if asn is None else f"cohort:{hour}:{asn!s}"
+        labels.append(label)
+        links.append(label)
+    return LabelledKeys(keys, labels, links)

@@ -37,7 +37,7 @@ from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.extraction_rule import ExtractionRule
 from detectors.findings import Finding
-from detectors.keys import cluster_keys
+from detectors.keys import labelled_keys
 from detectors.params import DetectionParams
 from detectors.population import PopulationModel
 from detectors.shift_rule import ProfileShiftRule
@@ -322,10 +322,13 @@ class Detection:
         lifts = self._lifts
         rises: dict[str, list[float]] = {}
         log1p = math.log1p
+        cohort, coact = self.cohort, self.coactivity
+        start = closed.start
         self._sample += 1
         self._priors = {}
         learn_population = self._sample % 4 == 0
         for account_id, acc in closed.accounts.items():
+            links: list[str] | None = None
             # One account that makes detection raise (a bug or an input no bound foresaw) is
             # counted and skipped; the window closes for every other account. One try around
             # the body costs nothing on the hot path.
@@ -397,10 +400,12 @@ class Detection:
 
                 is_susp = extraction >= suspicious
                 spread = base.timing_spread
+                lk = labelled_keys(ev)
+                links = lk.links
                 summaries.append(AccountSummary(
                     account_id,
                     closed.start,
-                    cluster_keys(ev),
+                    lk.keys,
                     min(1.0, max(0.0, extraction)),
                     young,
                     spread == spread and spread < 0.3,
@@ -409,9 +414,22 @@ class Detection:
                     ev.org_id,
                     dict(acc.models) if is_susp and acc.models else None,
                     list(acc.fps[:4]) if is_susp and acc.fps else [],
+                    False,
+                    lk.labels,
                 ))
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
+            if cohort is not None and coact is not None:
+                # The swarm and lockstep views of the account-window, learnt in this loop
+                # with the link labels just made (they read no state of the rules above, nor
+                # the rules theirs, so learning them here or in a second pass over the window
+                # is the same). An account whose detection failed still counts here.
+                try:
+                    x = account_view(account_id, acc, start, links)
+                    cohort.learn_one(x)
+                    coact.learn_one(x)
+                except Exception as err:
+                    self._detect_failed(account_id, closed, err)
         new_lifts = {}
         for tier, xs in rises.items():
             if len(xs) >= self.population_min_accounts:
@@ -429,8 +447,8 @@ class Detection:
                     s.harvester = True
         groups: list[Finding] = []
         lockstep: list[Finding] = []
-        if self.cohort is not None and self.coactivity is not None:
-            groups, lockstep = self._coordination(closed, self.cohort, self.coactivity)
+        if cohort is not None and coact is not None:
+            groups, lockstep = self._coordination(closed, cohort, coact)
         if self.cluster_stages is not None:
             out.extend(self.cluster_stages.window(closed.start, summaries, groups))
         else:
@@ -441,17 +459,10 @@ class Detection:
     def _coordination(
         self, closed: ClosedWindow, cohort: CohortDetector, coact: CoactivityDetector
     ) -> tuple[list[Finding], list[Finding]]:
-        """Swarm and lockstep groups from every account-window of this window. Swarm groups
-        go on to campaign assembly, which folds one that is mostly a campaign's members into
-        that campaign (one alert per operator); lockstep groups are findings as they are.
-        Neither is held (their findings carry members)."""
-        for account_id, acc in closed.accounts.items():
-            try:
-                x = account_view(account_id, acc, closed.start)
-                cohort.learn_one(x)
-                coact.learn_one(x)
-            except Exception as err:
-                self._detect_failed(account_id, closed, err)
+        """Swarm and lockstep groups of this window (its account-windows were learnt in
+        ``_detect``). Swarm groups go on to campaign assembly, which folds one that is mostly
+        a campaign's members into that campaign (one alert per operator); lockstep groups are
+        findings as they are. Neither is held (their findings carry members)."""
         return (cohort.end_window(closed.start, closed.end),
                 coact.end_window(closed.start, closed.end))
 

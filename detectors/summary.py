@@ -36,8 +36,11 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -99,6 +102,9 @@ class AccountSummary:
     #: An account rule flagged it as a harvester in this window (account_extraction or
     #: account_profile_shift, warning or worse): its key-mates may be its accomplices.
     harvester: bool = False
+    #: ``key_label`` of each of ``keys`` when the account stage already made them (never on
+    #: the wire; :func:`route` formats them itself otherwise).
+    labels: list[str] | None = field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         d = {
@@ -256,18 +262,22 @@ def route(
     stages know the window had accounts even when none carried a key). ``groups``
     (:data:`FOLDABLE_DETECTORS` findings of the window) ride in that batch (``g``): it is
     deduplicated per (window, source) like the rest."""
-    counts: dict[str, list[int]] = {}
+    # Counted in C (Counter over the chained label lists) rather than a dict update per key
+    # in Python: with about one event per account-window this fold was a quarter of the
+    # window close. Every key counts; only suspicious account-windows count twice.
+    labels: list[list[str]] = []
+    susp_labels: list[list[str]] = []
     susp: dict[int, list[dict[str, Any]]] = {}
     for s in summaries:
-        is_susp = s.extraction >= suspicious
-        for k in s.keys:
-            c = counts.get(label := key_label(k))
-            if c is None:
-                c = counts[label] = [0, 0]
-            c[0] += 1
-            c[1] += is_susp
-        if is_susp:
+        ls = s.labels
+        if ls is None:
+            ls = [key_label(k) for k in s.keys]
+        labels.append(ls)
+        if s.extraction >= suspicious:
+            susp_labels.append(ls)
             susp.setdefault(key_partition(s.account_id, parts), []).append(s.to_wire())
+    counts = Counter(chain.from_iterable(labels))
+    scounts = Counter(chain.from_iterable(susp_labels))
     out: dict[int, dict[str, Any]] = {}
 
     def batch(q: int) -> dict[str, Any]:
@@ -281,9 +291,17 @@ def route(
     if wired:
         # Only when there are any: a window without groups keeps its old bytes.
         home["g"] = wired
-    for label in sorted(counts):
-        n, ns = counts[label]
-        batch(key_partition(label, parts))["keys"].append([label, n, ns])
+    # Entries are (label, n, suspicious) tuples made in C (zip): the same JSON arrays as
+    # lists, with no Python-level loop and no list per distinct label of the window.
+    labels_sorted = sorted(counts)
+    entries = zip(labels_sorted, map(counts.__getitem__, labels_sorted),
+                  map(scounts.get, labels_sorted, repeat(0, len(labels_sorted))), strict=True)
+    if parts == 1:
+        # One key partition (replay, tests): no partition to hash per label.
+        home["keys"] = list(entries)
+    else:
+        for e in entries:
+            batch(key_partition(e[0], parts))["keys"].append(e)
     for q, items in susp.items():
         batch(q)["susp"] = sorted(items, key=lambda d: d["a"])
     return out
@@ -326,6 +344,42 @@ def decode(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(keys, list) or len(keys) > _MAX_LIST:
         raise SummaryFormatError("bad_field", "keys must be a list")
     width = 3 if kind == "kb" else 2
+    if not _keys_ok(keys, width):
+        _check_keys(keys, width)
+    if not isinstance(susp, list) or len(susp) > _MAX_LIST:
+        raise SummaryFormatError("bad_field", "susp must be a list")
+    groups = d.get("g", [])
+    if not isinstance(groups, list) or len(groups) > _MAX_GROUPS:
+        raise SummaryFormatError("bad_field", "g must be a list of at most 4096 groups")
+    return d
+
+
+_MAX_COUNT: Final = 2**63
+
+
+def _keys_ok(keys: list[Any], width: int) -> bool:
+    """Whether every ``keys`` entry is ``[label, count...]`` of ``width``, checked column by
+    column in C loops (a key batch has a few entries per account of the window: this
+    was most of decoding it). Only exact types pass: orjson makes no subclasses, and
+    anything it does not accept goes to :func:`_check_keys`, which decides."""
+    if not keys:
+        return True
+    if set(map(type, keys)) != {list} or set(map(len, keys)) != {width}:
+        return False
+    # Columns through itemgetter, not zip(*keys): that makes an iterator per entry, enough
+    # tracked objects to start a collection on every large batch.
+    labels = list(map(itemgetter(0), keys))
+    if set(map(type, labels)) != {str} or max(map(len, labels)) > 2 * _MAX_VALUE:
+        return False
+    for i in range(1, width):
+        col = list(map(itemgetter(i), keys))
+        if set(map(type, col)) != {int} or min(col) < 0 or max(col) >= _MAX_COUNT:
+            return False
+    return True
+
+
+def _check_keys(keys: list[Any], width: int) -> None:
+    """The entry-by-entry check behind :func:`_keys_ok`: raises for the first bad entry."""
     for e in keys:
         if not (
             isinstance(e, list)
@@ -334,11 +388,5 @@ def decode(raw: bytes | None) -> dict[str, Any]:
             and len(e[0]) <= 2 * _MAX_VALUE
             and all(_is_count(v) for v in e[1:])
         ):
-            shape = "[label, n, suspicious]" if kind == "kb" else "[label, n]"
+            shape = "[label, n, suspicious]" if width == 3 else "[label, n]"
             raise SummaryFormatError("bad_field", f"keys entries must be {shape}")
-    if not isinstance(susp, list) or len(susp) > _MAX_LIST:
-        raise SummaryFormatError("bad_field", "susp must be a list")
-    groups = d.get("g", [])
-    if not isinstance(groups, list) or len(groups) > _MAX_GROUPS:
-        raise SummaryFormatError("bad_field", "g must be a list of at most 4096 groups")
-    return d
