@@ -73,31 +73,7 @@ def net_prefix(ip: str) -> str | None:
 
 def cluster_keys(ev: Event) -> list[Key]:
     """Keys of the account behind ``ev`` (its newest event in a window)."""
-    out: list[Key] = []
-    ip = ev.ip
-    if ip is not None:
-        if ":" not in ip:
-            head, sep, _ = ip.rpartition(".")
-            if sep:
-                out.append(("ip24", head))
-        elif (p := net_prefix(ip)) is not None:
-            out.append(("ip24", p))
-    asn = ev.asn
-    if asn is not None:
-        out.append(("asn", asn))
-    if ev.user_agent is not None:
-        out.append(("ua", ev.user_agent))
-    if ev.payment_fingerprint is not None:
-        out.append(("pay", ev.payment_fingerprint))
-    if ev.org_id is not None:
-        out.append(("org", ev.org_id))
-    if ev.system_prompt_fingerprint is not None:
-        out.append(("sys", ev.system_prompt_fingerprint))
-    if ev.account_created_ts is not None:
-        # Signup hour, not day: accounts opened in one burst share it, while two operators
-        # renting the same big cloud the same week do not.
-        out.append(("cohort", int(ev.account_created_ts // 3600), asn))
-    return out
+    return labelled_keys(ev).keys
 
 
 def key_label(key: Key) -> str:
@@ -126,7 +102,8 @@ class LabelledKeys:
 
 
 def labelled_keys(ev: Event) -> LabelledKeys:
-    """:func:`cluster_keys` of ``ev`` with their labels, in one pass.
+    """The cluster keys of ``ev`` (:func:`cluster_keys` returns just these) with their
+    labels, in one pass.
 
     >>> from detectors.events import Event
     >>> lk = labelled_keys(Event("a", 0.0, "m", 1, 1, ip="203.0.113.7", asn=64500,
@@ -152,6 +129,8 @@ def labelled_keys(ev: Event) -> LabelledKeys:
             label = f"ip24:{net}"
             labels.append(label)
             links.append(label)
+    # Unrolled on purpose: this runs for every account-window at close, and a loop over
+    # (kind, value) pairs measured 1.65 us against 1.30 us per call.
     asn = ev.asn
     if asn is not None:
         keys.append(("asn", asn))
@@ -176,6 +155,8 @@ def labelled_keys(ev: Event) -> LabelledKeys:
         labels.append(f"sys:{v}")
     created = ev.account_created_ts
     if created is not None:
+        # Signup hour, not day: accounts opened in one burst share it, while two operators
+        # renting the same big cloud the same week do not.
         hour = int(created // 3600)
         keys.append(("cohort", hour, asn))
         label = f"cohort:{hour}:-" if asn is None else f"cohort:{hour}:{asn!s}"
