@@ -34,7 +34,13 @@ from typing import Any
 from detectors.clusters import ClusterDetector
 from detectors.findings import Finding
 from detectors.fingerprint import fingerprint_int
-from detectors.summary import AccountSummary, SummaryFormatError, group_from_wire
+from detectors.summary import (
+    AccountSummary,
+    ChunkLedger,
+    SummaryFormatError,
+    chunk_of,
+    group_from_wire,
+)
 from detectors.templates import TemplateIndex
 
 __all__ = ["CAMPAIGN_DETECTORS", "CampaignAssembly"]
@@ -47,11 +53,11 @@ CAMPAIGN_DETECTORS = frozenset({"cluster_campaign", "cluster_model_pivot", "coho
 
 
 class _Pending:
-    __slots__ = ("first_offset", "groups", "parts", "summaries", "totals")
+    __slots__ = ("chunks", "first_offset", "groups", "summaries", "totals")
 
     def __init__(self, offset: int | None) -> None:
         self.first_offset = offset
-        self.parts: set[int] = set()
+        self.chunks = ChunkLedger()
         self.totals: dict[str, int] = {}
         self.summaries: dict[str, AccountSummary] = {}
         self.groups: dict[str, Finding] = {}
@@ -120,12 +126,13 @@ class CampaignAssembly:
         self.late = 0
         self.rejected = 0
         self.windows = 0
+        self.incomplete = 0
 
     # -- input ---------------------------------------------------------------------------------
 
     def add(self, rec: dict[str, Any], offset: int | None = None) -> bool:
         """Take one window-total record (checked by :func:`detectors.summary.decode`); False
-        when its window was assembled already or its partition sent it before. ``offset``
+        when its window was assembled already or its (key partition, chunk) came before. ``offset``
         is the record's position in its topic (see :meth:`committable`)."""
         w = float(rec["w"])
         if w < self.boundary:
@@ -135,7 +142,7 @@ class CampaignAssembly:
         if pend is None:
             pend = self._pending[w] = _Pending(offset)
         part = int(rec["p"])
-        if part in pend.parts:
+        if not pend.chunks.take(part, *chunk_of(rec)):
             self.duplicates += 1
             return False
         summaries = []
@@ -153,7 +160,6 @@ class CampaignAssembly:
             except SummaryFormatError as err:
                 self.rejected += 1
                 log.warning("campaign assembly: group rejected (%s)", err.reason)
-        pend.parts.add(part)
         pend.totals.update((label, n) for label, n in rec["keys"])
         for s in summaries:
             pend.summaries[s.account_id] = s
@@ -191,6 +197,11 @@ class CampaignAssembly:
         out: list[Finding] = []
         for w in sorted(s for s in self._pending if s < b):
             pend = self._pending.pop(w)
+            missing = pend.chunks.incomplete()
+            if missing:
+                self.incomplete += 1
+                log.warning("campaign assembly: window %s assembled without all chunks of %d "
+                            "key partitions", w, missing)
             out.extend(self._assemble(w, pend))
         return out
 

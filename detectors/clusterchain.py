@@ -3,7 +3,8 @@
 (:class:`~detectors.keycount.KeyCounter`) → campaign assembly
 (:class:`~detectors.assembly.CampaignAssembly`). The worker runs the same three steps on
 three topics; here every record also goes through the wire codec, so both paths read the
-same bytes. One source and one key partition: the results do not depend on either count.
+same bytes, split into the same chunks (:func:`~detectors.summary.encode_chunks`). One
+source and one key partition: the results do not depend on either count.
 
 Examples
 --------
@@ -27,7 +28,7 @@ from typing import Any
 from detectors.assembly import CampaignAssembly
 from detectors.findings import Finding
 from detectors.keycount import KeyCounter
-from detectors.summary import AccountSummary, decode, encode, route
+from detectors.summary import AccountSummary, decode, encode_chunks, route
 
 __all__ = ["LocalClusterStages"]
 
@@ -50,10 +51,12 @@ class LocalClusterStages:
         end = start + self.window_s
         for rec in route(start, 0, summaries, parts=1, suspicious=self.suspicious,
                          groups=groups).values():
-            self.keys.add(decode(encode(rec)))
+            for raw in encode_chunks(rec):
+                self.keys.add(decode(raw))
         self.keys.watermark(0, end, sources=1)
         asm = self.assembly
         for rec in self.keys.close(part=0):
-            asm.add(decode(encode(rec)))
+            for raw in encode_chunks(rec):
+                asm.add(decode(raw))
         asm.watermark(0, end, parts=1)
         return asm.close()

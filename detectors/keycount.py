@@ -9,8 +9,9 @@ there, and a window closes here once every source said so. At close, the keys a 
 account touched get their running total (the denominator of their suspicious share), and
 the window's suspicious summaries go on with them to campaign assembly in one *window
 total* record. A batch of a window that is already closed is late (a replay after a crash:
-it was counted before); a second batch of the same (window, source) is a duplicate. Both
-are ignored and counted.
+it was counted before); a second batch of the same (window, source, chunk) is a duplicate
+(see :class:`~detectors.summary.ChunkLedger`). Both are ignored and counted. A window that
+closes while a source's chunks are not all in is counted in ``incomplete`` and logged.
 
 Examples
 --------
@@ -30,20 +31,25 @@ False
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from detectors.summary import ChunkLedger, chunk_of
 
 __all__ = ["KeyCounter"]
 
+log = logging.getLogger(__name__)
+
 
 class _Window:
-    __slots__ = ("counts", "first_offset", "groups", "sources", "susp", "touched")
+    __slots__ = ("chunks", "counts", "first_offset", "groups", "susp", "touched")
 
     def __init__(self, offset: int | None) -> None:
         self.counts: dict[str, int] = {}
         self.touched: set[str] = set()
         self.susp: list[dict[str, Any]] = []
         self.groups: list[dict[str, Any]] = []
-        self.sources: set[int] = set()
+        self.chunks = ChunkLedger()
         self.first_offset = offset
 
 
@@ -77,6 +83,7 @@ class KeyCounter:
         self._cw_first: int | None = None
         self.late = 0
         self.duplicates = 0
+        self.incomplete = 0
 
     def add(self, rec: dict[str, Any], offset: int | None = None) -> bool:
         """Count one key batch; False when it was late or a duplicate."""
@@ -88,11 +95,9 @@ class KeyCounter:
         win = self._open.get(w)
         if win is None:
             win = self._open[w] = _Window(offset)
-        src = int(rec["p"])
-        if src in win.sources:
+        if not win.chunks.take(int(rec["p"]), *chunk_of(rec)):
             self.duplicates += 1
             return False
-        win.sources.add(src)
         counts, touched = win.counts, win.touched
         for label, n, ns in rec["keys"]:
             counts[label] = counts.get(label, 0) + n
@@ -129,6 +134,11 @@ class KeyCounter:
         out = []
         for w in sorted(s for s in self._open if s < b):
             win = self._open.pop(w)
+            missing = win.chunks.incomplete()
+            if missing:
+                self.incomplete += 1
+                log.warning("per-key stage: window %s of key partition %s closed without all "
+                            "chunks of %d sources", w, part, missing)
             cw = w - w % self._span
             if cw > self._cw_start:
                 self._cw_start = cw

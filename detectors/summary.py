@@ -10,6 +10,14 @@ it and how many of them were suspicious, plus the full summaries of the suspicio
 needs). Per account-window that is about 7 key counts (~25 bytes each) and, for a suspect,
 ~250 bytes of summary.
 
+A key batch (and a window total of the per-key stage) that would be bigger than
+:data:`CHUNK_BYTES` encoded is split into *chunks* (:func:`encode_chunks`): records that
+carry ``chunk`` (0-based) and ``chunks`` (how many the source sent for that window and
+partition) besides the usual fields, each with a slice of the entries. A record that fits
+carries neither field (it is chunk 0 of 1). Receivers deduplicate by (window, source,
+chunk) with a :class:`ChunkLedger`, which also tells at window close whether a source's
+chunks are all in; the window still closes on the watermarks.
+
 Every record is JSON with a fixed schema and is validated on read (:func:`decode`):
 whoever can write to the topics cannot make a stage run code, and a record that does not
 decode raises :class:`SummaryFormatError` with a reason (the stage dead-letters and counts
@@ -49,11 +57,16 @@ from detectors.findings import SEVERITIES, Finding
 from detectors.keys import KIND_NAMES, Key, key_label
 
 __all__ = [
+    "CHUNK_BYTES",
     "FOLDABLE_DETECTORS",
+    "MAX_CHUNKS",
     "AccountSummary",
+    "ChunkLedger",
     "SummaryFormatError",
+    "chunk_of",
     "decode",
     "encode",
+    "encode_chunks",
     "group_from_wire",
     "key_partition",
     "route",
@@ -68,6 +81,21 @@ _MAX_VALUE: Final = 1024
 _MAX_KEYS: Final = 64
 _MAX_LIST: Final = 1_000_000
 _MAX_GROUPS: Final = 4096
+
+#: Largest key batch or window total the stages write, in encoded bytes; a bigger one is
+#: split into chunks (:func:`encode_chunks`). Why 512 KiB: the account stage's producer
+#: keeps aiokafka's default ``max_request_size`` (1 MiB) and the stage topics keep Kafka's
+#: default ``max.message.bytes`` (1 MB), so a record must stay well under 1 MB with its
+#: framing; the cluster stage's producer allows 16 MiB, but its records land on a topic with
+#: the same default. Half a megabyte is still a few thousand accounts' keys per record, so a
+#: window of 100k accounts is a few dozen records: the per-record cost stays negligible.
+CHUNK_BYTES: Final = 512 * 1024
+
+#: Most chunks one (window, source) record may be split into: 16384 x 512 KiB is 8 GiB of
+#: one window of one source and key partition, far beyond any real window. Receivers keep
+#: the chunk indexes they have seen per (window, source), so a forged count must not make
+#: that unbounded.
+MAX_CHUNKS: Final = 16_384
 
 
 class SummaryFormatError(ValueError):
@@ -311,6 +339,101 @@ def encode(rec: dict[str, Any]) -> bytes:
     return orjson.dumps(rec)
 
 
+def encode_chunks(rec: dict[str, Any], budget: int = CHUNK_BYTES) -> list[bytes]:
+    """Encode a key batch or window total as records of at most ``budget`` bytes each.
+
+    A record that fits is encoded as it is (one record, the same bytes as :func:`encode`:
+    no chunk fields). A bigger one is split into ``chunks`` records numbered ``chunk`` =
+    0..chunks-1, each with an even slice of ``keys``, ``susp`` and ``g`` and the same other
+    fields; receivers deduplicate by (window, source, chunk). Only a single entry bigger
+    than the budget (a summary or group with very long ids) can make a chunk exceed it:
+    entries are never cut.
+
+    >>> rec = {"t": "kb", "w": 0.0, "p": 3, "susp": [],
+    ...        "keys": [[f"asn:{i}", 1, 0] for i in range(100)]}
+    >>> len(encode(rec)), [len(r) for r in encode_chunks(rec, budget=400)]
+    (1533, [294, 319, 319, 304, 319, 319])
+    >>> [decode(r)["chunk"] for r in encode_chunks(rec, budget=400)][-1]
+    5
+    >>> encode_chunks(rec) == [encode(rec)]
+    True
+    """
+    raw = orjson.dumps(rec)
+    if len(raw) <= budget:
+        return [raw]
+    lists = {name: rec.get(name) or [] for name in ("keys", "susp", "g")}
+    items = max(map(len, lists.values()))
+    # Aim at three quarters of the budget, so that uneven slices rarely need a second try.
+    n = min(items, -(-4 * len(raw) // (3 * budget)))
+    while True:
+        if n <= 1:
+            return [raw]
+        out = [orjson.dumps(c) for c in _chunks(rec, lists, n)]
+        if n >= items or max(map(len, out)) <= budget:
+            break
+        n = min(items, 2 * n)
+    if n > MAX_CHUNKS:
+        raise ValueError(f"a record of {len(raw)} bytes needs {n} chunks (at most {MAX_CHUNKS})")
+    return out
+
+
+def _chunks(rec: dict[str, Any], lists: dict[str, list[Any]], n: int
+            ) -> Iterable[dict[str, Any]]:
+    head = {k: v for k, v in rec.items() if k not in lists}
+    for i in range(n):
+        c = {**head, "chunk": i, "chunks": n}
+        for name, xs in lists.items():
+            part = xs[len(xs) * i // n : len(xs) * (i + 1) // n]
+            if part or name != "g":  # "g" only where it has groups, as in route
+                c[name] = part
+        yield c
+
+
+def chunk_of(rec: dict[str, Any]) -> tuple[int, int]:
+    """(chunk, chunks) of a decoded record: (0, 1) for one that was not split."""
+    return rec.get("chunk", 0), rec.get("chunks", 1)
+
+
+class ChunkLedger:
+    """Which chunks of one window each source has delivered: the dedupe of the per-key
+    stage and campaign assembly.
+
+    A chunk counts once; a chunk whose ``chunks`` differs from the first one seen from its
+    source is from another split of the window (a re-send of different content) and is
+    dropped, as a duplicate, so two sends never mix. :meth:`incomplete` says how many
+    sources are missing chunks when the window closes.
+
+    >>> led = ChunkLedger()
+    >>> led.take(0, 0, 2), led.take(0, 0, 2), led.take(0, 1, 3), led.incomplete()
+    (True, False, False, 1)
+    >>> led.take(0, 1, 2), led.incomplete()
+    (True, 0)
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        # source -> (chunks, chunk indexes seen); the set stays None while the source sent
+        # one record and no chunks, the common case.
+        self._seen: dict[int, tuple[int, set[int] | None]] = {}
+
+    def take(self, source: int, chunk: int, chunks: int) -> bool:
+        """Whether chunk ``chunk`` of ``chunks`` from ``source`` is new (and now seen)."""
+        got = self._seen.get(source)
+        if got is None:
+            self._seen[source] = (chunks, {chunk} if chunks > 1 else None)
+            return True
+        n, seen = got
+        if n != chunks or seen is None or chunk in seen:
+            return False
+        seen.add(chunk)
+        return True
+
+    def incomplete(self) -> int:
+        """Sources that sent some chunks of the window but not all."""
+        return sum(1 for n, seen in self._seen.values() if seen is not None and len(seen) < n)
+
+
 def decode(raw: bytes | None) -> dict[str, Any]:
     """Parse and check one cluster-stage record (a key batch ``kb``, a window total ``wt``,
     or a watermark ``wm``); raise :class:`SummaryFormatError` otherwise. The suspicious
@@ -340,6 +463,14 @@ def decode(raw: bytes | None) -> dict[str, Any]:
     _finite(d, "w")
     if not _is_count(d.get("p")) or d["p"] > 100_000:
         raise SummaryFormatError("bad_field", "p must be a partition number")
+    if "chunk" in d or "chunks" in d:
+        chunks = d.get("chunks")
+        if not _is_count(chunks) or not 1 <= chunks <= MAX_CHUNKS:
+            raise SummaryFormatError("bad_chunk",
+                                     f"chunks must be a whole number in 1..{MAX_CHUNKS}")
+        chunk = d.get("chunk")
+        if not _is_count(chunk) or chunk >= chunks:
+            raise SummaryFormatError("bad_chunk", "chunk must be a whole number below chunks")
     keys, susp = d.get("keys"), d.get("susp")
     if not isinstance(keys, list) or len(keys) > _MAX_LIST:
         raise SummaryFormatError("bad_field", "keys must be a list")

@@ -34,7 +34,7 @@ from mode import Service
 from detectors.assembly import CampaignAssembly
 from detectors.events import InvalidEvent
 from detectors.keycount import KeyCounter
-from detectors.summary import SummaryFormatError, decode, encode
+from detectors.summary import SummaryFormatError, decode, encode, encode_chunks
 from streams.campaign_state import CampaignStateStore
 from streams.cluster_topics import ensure_cluster_topics, keys_topic, windows_topic
 from streams.config import Config
@@ -210,7 +210,9 @@ class KeyStageService(_Stage):
             for q, counter in self.counters.items():
                 before = counter.boundary
                 for rec in counter.close(part=q):
-                    futs.append(await producer.send(out_topic, encode(rec), partition=0))
+                    # Suspects' summaries grow with the window's accounts: in chunks.
+                    for raw in encode_chunks(rec):
+                        futs.append(await producer.send(out_topic, raw, partition=0))
                 if counter.boundary > before:
                     wm = {"t": "wm", "p": q, "n": self.parts, "b": counter.boundary}
                     futs.append(await producer.send(out_topic, encode(wm), partition=0))

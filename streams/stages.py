@@ -17,7 +17,7 @@ from detectors.assembly import CAMPAIGN_DETECTORS
 from detectors.events import InvalidEvent, parse_event
 from detectors.findings import Finding
 from detectors.pipeline import Detection
-from detectors.summary import AccountSummary, encode, route
+from detectors.summary import AccountSummary, encode, encode_chunks, route
 from streams.config import Config
 from streams.dlq import dlq_record
 from streams.metrics import Metrics
@@ -199,7 +199,9 @@ class IngestStage:
             for p, group in by_source.items():
                 for q, rec in route(start, p, group, parts=parts, suspicious=susp,
                                     groups=groups if p == first else ()).items():
-                    out.append((q, encode(rec)))
+                    # In chunks of at most CHUNK_BYTES: a batch grows with the window's
+                    # accounts, the producer and topic take about 1 MB.
+                    out.extend((q, raw) for raw in encode_chunks(rec))
         b = det.windower.closed_before
         if b > self._marked and self._owned:
             self._marked = b
