@@ -102,3 +102,39 @@ def test_ramp_to_alert_through_both_stages():
     opened = [c for c in changes if c["state"] == "opened"]
     assert [(c["entity_id"], c["detector"]) for c in opened] == [("a", "account_baseline")]
     assert any(c["state"] == "resolved" for c in changes)
+
+
+def test_the_account_stage_sends_big_key_batches_in_chunks(monkeypatch):
+    """Issue 16: a window's key batch grows with its accounts; the account stage writes it
+    in chunks under the budget, all of them before the watermarks."""
+    import streams.stages as stages
+    from detectors.keycount import KeyCounter
+    from detectors.summary import decode, encode_chunks
+
+    monkeypatch.setattr(stages, "encode_chunks", lambda rec: encode_chunks(rec, budget=4096))
+    stage, _, _ = _stage()
+    stage.key_parts = 2
+    stage.assigned([0])
+    stage.fetched(0, position=0, end_offset=0, at=T0)
+    evs = [(orjson.dumps({"account_id": f"a{i:04d}", "ts": T0 + i * 0.01, "model": "m",
+                          "input_tokens": 1, "output_tokens": 10, "event_id": f"e{i}",
+                          "ip": f"10.1.{i // 200}.{i % 200}", "payment_fingerprint": f"pf{i}"}),
+            0, i) for i in range(600)]
+    stage.handle(evs, now=T0)
+    stage.handle([(_ev("z", T0 + 30, 1), 0, 600)], now=T0 + 30)
+    out = stage.pop_cluster_records()
+    recs = [(q, decode(v)) for q, v in out]
+    assert all(len(v) <= 4096 for _, v in out)
+    counted = 0
+    for q in (0, 1):
+        kbs = [r for p, r in recs if p == q and r["t"] == "kb" and r["w"] == T0]
+        assert len(kbs) > 1 and [r["chunk"] for r in kbs] == list(range(kbs[0]["chunks"]))
+        # Every chunk before the watermark that closes the window on its partition.
+        mine = [r for p, r in recs if p == q]
+        closing = next(i for i, r in enumerate(mine) if r["t"] == "wm" and r["b"] > T0)
+        assert all(i < closing for i, r in enumerate(mine) if r["t"] == "kb")
+        kc = KeyCounter(window_s=10, cluster_windows=10, sources=1)
+        assert all(kc.add(r) for r in kbs)
+        counted += sum(n for r in kbs for _, n, _ in r["keys"])
+    # The /24 and the payment card of each of the 600 account-windows: none lost or doubled.
+    assert counted == 2 * 600
