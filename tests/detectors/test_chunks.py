@@ -192,3 +192,22 @@ def test_good_chunk_fields_decode() -> None:
         rec = {"t": "kb", "w": 60.0, "p": 0, "chunk": chunk, "chunks": chunks, "keys": [],
                "susp": []}
         assert decode(orjson.dumps(rec))["chunk"] == chunk
+
+
+def test_an_entry_over_the_budget_goes_alone_and_the_rest_stay_packed() -> None:
+    """A swarm group of thousands of members is bigger than a 4 KiB budget by itself: it
+    takes one chunk alone; the keys around it are still packed to the budget (an earlier
+    split doubled the chunk count until every entry had its own, and ran out of memory at
+    1M accounts)."""
+    group = {"entity_id": "swarm-1", "members": [f"acct-{i:06d}" for i in range(3000)]}
+    rec = {"t": "kb", "w": 0.0, "p": 0, "keys": [[f"ip24:10.0.{i}", 1, 0] for i in range(2000)],
+           "susp": [{"a": f"s{i}"} for i in range(50)], "g": [group]}
+    raws = encode_chunks(rec, budget=4096)
+    whole = len(encode(rec))
+    assert len(raws) < 2 * whole / 4096
+    big = [orjson.loads(r) for r in raws if len(r) > 4096]
+    assert len(big) == 1 and big[0]["g"] == [group] and not big[0]["keys"] + big[0]["susp"]
+    parts = [orjson.loads(r) for r in raws]
+    assert [e for p in parts for e in p["keys"]] == rec["keys"]
+    assert [e for p in parts for e in p["susp"]] == rec["susp"]
+    assert [e for p in parts for e in p.get("g", [])] == [group]
