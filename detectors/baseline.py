@@ -30,6 +30,8 @@ from array import array
 from functools import lru_cache
 from typing import Any, Final
 
+from detectors.ramp import STATE_SIZE as RAMP_SIZE
+from detectors.ramp import ramp_observe, ramp_stats, ramp_valid
 from detectors.rate import OLD_LEVEL, RateParams, rate_learn, rate_z
 from detectors.rate import STATE_SIZE as RATE_SIZE
 
@@ -67,14 +69,17 @@ _P: Final = 2 * RATE_SIZE
     _HARVEST_BASE,
     _SINGLE_SLOW,
 ) = range(_P, _P + 19)
-STATE_SIZE: Final = _P + 19
+# The account_ramp run (detectors/ramp.py).
+_RAMP: Final = _P + 19
+STATE_SIZE: Final = _RAMP + RAMP_SIZE
 
 #: Version byte that starts every saved baseline. Layout (little-endian, no padding):
 #: version ``B``, grace period ``I``, threshold ``d``, array length ``I`` (:data:`HEADER`),
 #: then the state array as that many float64. Bump it when the layout or the meaning of a
 #: slot changes; an old blob is then rejected and the account relearns from its cohort.
 #: (Pickle, the format before version 1, starts with 0x80 and is rejected the same way.)
-FORMAT_VERSION: Final = 1
+#: Version 2 appended the ``account_ramp`` run (7 floats, validated on decode).
+FORMAT_VERSION: Final = 2
 HEADER: Final = struct.Struct("<BIdI")
 #: Largest grace period a saved baseline may claim (the configuration allows 1..1000).
 MAX_GRACE: Final = 100_000
@@ -342,6 +347,14 @@ class AccountBaseline:
         f_young = 1.0 if age == age and age < young_days else 0.0
         return 0.3 * f_max + 0.35 * f_out + 0.35 * f_young
 
+    def observe_ramp(self, ts: float, harvest_like: int, max_gap_h: int) -> None:
+        """Fold the window (first event at ``ts``) into the ``account_ramp`` run."""
+        ramp_observe(self._s, _RAMP, ts, harvest_like, max_gap_h)
+
+    def ramp_stats(self) -> tuple[float, float, float, float]:
+        """(run hours, hours with harvest, harvest-like answers, trend z): detectors.ramp."""
+        return ramp_stats(self._s, _RAMP)
+
     def streak(self, anomalous: bool) -> int:
         """Count consecutive anomalous windows (reset by a normal one); return the count."""
         s = self._s
@@ -372,7 +385,7 @@ class AccountBaseline:
         >>> b.learn_one({"requests": 10.0, "output_tokens": 5000.0})
         >>> blob = b.to_bytes()
         >>> blob[0], len(blob) == HEADER.size + 8 * STATE_SIZE
-        (1, True)
+        (2, True)
         >>> AccountBaseline.from_bytes(blob).to_bytes() == blob
         True
         >>> AccountBaseline.from_bytes(b"\\x80\\x05junk")
@@ -421,6 +434,8 @@ class AccountBaseline:
         s.frombytes(blob[HEADER.size :])
         if _BIG_ENDIAN:
             s.byteswap()
+        if not ramp_valid(s, _RAMP):
+            raise StateFormatError("ramp run state out of range")
         self = cls.__new__(cls)
         self._p = account_params(grace)
         self._po = account_params(grace, 0.7)

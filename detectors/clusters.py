@@ -349,14 +349,12 @@ class ClusterDetector:
                     book.key_campaign[k] = best
                     c.keys.setdefault(k, 0)
                     self._add_members(c, k, agg)
-                elif (
-                    agg.harvesters
-                    and n > len(agg.harvesters)
-                    and not org_dominated(agg)
-                ):
+                elif agg.harvesters and not org_dominated(agg):
                     # An account rule caught one of its suspects harvesting, and the others
                     # share its card, /24, template or signup cohort and harvest-like
                     # profile while sending most of the key's traffic: its accomplices.
+                    # Two harvesters (two accounts harvesting hour after hour on one card:
+                    # account_ramp's pair) are a campaign as well.
                     onset.append(k)
         if not onset:
             return

@@ -27,6 +27,7 @@ from typing import Any
 
 from detectors.baseline_rule import BaselineRuleParams
 from detectors.extraction_rule import ExtractionParams
+from detectors.ramp_rule import RampParams
 from detectors.shift_rule import ShiftParams
 
 __all__ = ["RULE_FIELDS", "DetectionParams"]
@@ -43,6 +44,11 @@ RULE_FIELDS: dict[str, tuple[str, str]] = {
     "shift_min_hourly": ("shift", "min_hourly"),
     "shift_z": ("shift", "z"),
     "shift_min_windows": ("shift", "min_windows"),
+    "ramp_min_hours": ("ramp", "min_hours"),
+    "ramp_min_coverage": ("ramp", "min_coverage"),
+    "ramp_max_gap_h": ("ramp", "max_gap_h"),
+    "ramp_trend_z": ("ramp", "trend_z"),
+    "ramp_alert_z": ("ramp", "alert_z"),
 }
 
 
@@ -62,7 +68,7 @@ class DetectionParams:
         Accounts younger than this count as young (cluster evidence, severity).
     suspicious
         Extraction-likeness (0..1) from which an account is a suspicious cluster member.
-    baseline, extraction, shift
+    baseline, extraction, shift, ramp
         The account rules' parameters.
     cluster_*, template_*
         See :class:`~detectors.clusters.ClusterDetector` and
@@ -88,6 +94,7 @@ class DetectionParams:
     baseline: BaselineRuleParams = field(default_factory=BaselineRuleParams)
     extraction: ExtractionParams = field(default_factory=ExtractionParams)
     shift: ShiftParams = field(default_factory=ShiftParams)
+    ramp: RampParams = field(default_factory=RampParams)
     cluster_windows: int = 10
     cluster_min_members: int = 6
     cluster_min_share: float = 0.5
@@ -135,4 +142,4 @@ class DetectionParams:
         return out
 
 
-_GROUPS = ("baseline", "extraction", "shift")
+_GROUPS = ("baseline", "extraction", "shift", "ramp")

@@ -40,6 +40,7 @@ from detectors.findings import Finding
 from detectors.keys import labelled_keys
 from detectors.params import DetectionParams
 from detectors.population import PopulationModel
+from detectors.ramp_rule import RampRule
 from detectors.shift_rule import ProfileShiftRule
 from detectors.summary import AccountSummary
 from detectors.windows import ClosedWindow, Windower
@@ -49,7 +50,7 @@ __all__ = ["Detection", "Monitor"]
 log = logging.getLogger(__name__)
 
 #: Account rules whose finding says the account harvests (not merely departs from its rate).
-_HARVEST_RULES = frozenset({"account_extraction", "account_profile_shift"})
+_HARVEST_RULES = frozenset({"account_extraction", "account_profile_shift", "account_ramp"})
 
 class Detection:
     """Windows, features and detectors for every account and cluster.
@@ -113,6 +114,7 @@ class Detection:
         self.baseline_rule = BaselineRule(p.baseline, p.suspicious)
         self.extraction_rule = ExtractionRule(p.extraction)
         self.shift_rule = ProfileShiftRule(p.shift)
+        self.ramp_rule = RampRule(p.ramp)
         lateness_s = p.lateness_s
         suspicious = p.suspicious
         max_members = p.max_members
@@ -318,6 +320,10 @@ class Detection:
         baseline_rule = self.baseline_rule
         extraction_rule = self.extraction_rule
         shift_rule = self.shift_rule
+        ramp_rule = self.ramp_rule
+        ramp_gap = ramp_rule.params.max_gap_h
+        ramp_alert_z = ramp_rule.params.alert_z
+        sustained: set[str] | None = None
         grace = self.account_grace
         lifts = self._lifts
         rises: dict[str, list[float]] = {}
@@ -391,6 +397,21 @@ class Detection:
                     h, hb, hz = base.harvest_shift()
                     if shift_rule.fires(h, hz):
                         out.append(shift_rule.finding(account_id, acc, base, closed, h, hb, hz))
+                # The low-and-slow ramp: harvest sustained hour after hour (one run per
+                # account, counted on every window; judged only for young harvest profiles).
+                base.observe_ramp(acc.first_ts, acc.harvest_like, ramp_gap)
+                if young and extraction >= 0.7:
+                    rs = base.ramp_stats()
+                    if ramp_rule.sustained(extraction=extraction, young=young, hours=rs[0],
+                                           active=rs[1], trend_z=rs[3]):
+                        # A harvester for campaign assembly's pair (accomplice) rule.
+                        if sustained is None:
+                            sustained = set()
+                        sustained.add(account_id)
+                        if rs[3] >= ramp_alert_z:
+                            out.append(ramp_rule.finding(
+                                account_id, acc, base, closed, extraction, rs
+                            ))
                 if new_hour:
                     self._population(tier).learn("log_hourly_requests", log1p(hourly))
                 if learn_population:
@@ -441,6 +462,8 @@ class Detection:
         # assembly looks for their accomplices on shared strong keys.
         harvesters = {f.entity_id for f in out
                       if f.detector in _HARVEST_RULES and f.severity != "info"}
+        if sustained:
+            harvesters |= sustained
         if harvesters:
             for s in summaries:
                 if s.account_id in harvesters:

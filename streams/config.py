@@ -34,7 +34,7 @@ ENV_PREFIX = "DISTILLWATCH_"
 
 # The detection defaults, read from the detectors' own parameter dataclasses.
 _D = DetectionParams()
-_BASE, _EXT, _SHIFT = _D.baseline, _D.extraction, _D.shift
+_BASE, _EXT, _SHIFT, _RAMP = _D.baseline, _D.extraction, _D.shift, _D.ramp
 
 
 class _Section(BaseModel):
@@ -218,6 +218,26 @@ class DetectionConfig(_Section):
     shift_min_windows: int = Field(
         _SHIFT.min_windows, ge=1, le=1_000_000,
         description="Active windows of history before account_profile_shift can fire",
+    )
+    ramp_min_hours: int = Field(
+        _RAMP.min_hours, ge=2, le=24 * 30,
+        description="Clock hours of sustained harvest before account_ramp can fire",
+    )
+    ramp_min_coverage: float = Field(
+        _RAMP.min_coverage, gt=0, le=1,
+        description="Share of the run's hours with a harvest-like answer for account_ramp",
+    )
+    ramp_max_gap_h: int = Field(
+        _RAMP.max_gap_h, ge=1, le=24 * 7,
+        description="Hours without a harvest-like answer that end an account_ramp run",
+    )
+    ramp_trend_z: float = Field(
+        _RAMP.trend_z, ge=-100, le=100,
+        description="Lowest Poisson trend z of the run's hourly harvest for account_ramp",
+    )
+    ramp_alert_z: float = Field(
+        _RAMP.alert_z, gt=0, le=100,
+        description="Trend z from which a sustained harvest run alerts as account_ramp",
     )
     account_hold_s: float = Field(
         _D.account_hold_s, ge=0, le=7 * 86400,

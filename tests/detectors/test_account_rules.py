@@ -13,12 +13,14 @@ from detectors.events import Event
 from detectors.extraction_rule import ExtractionParams, ExtractionRule
 from detectors.params import RULE_FIELDS, DetectionParams
 from detectors.pipeline import Detection, Monitor
+from detectors.ramp_rule import RampParams, RampRule
 from detectors.shift_rule import ProfileShiftRule, ShiftParams
 from streams.config import Config, ConfigError, load_config
 
 
 def test_params_are_frozen():
-    for p in (DetectionParams(), BaselineRuleParams(), ExtractionParams(), ShiftParams()):
+    for p in (DetectionParams(), BaselineRuleParams(), ExtractionParams(), ShiftParams(),
+              RampParams()):
         with pytest.raises(dataclasses.FrozenInstanceError):
             p.threshold = 1.0  # type: ignore[misc, attr-defined]
 
@@ -170,7 +172,7 @@ def test_rule_parameters_reach_the_pipeline():
 
 
 def test_every_rule_finding_has_the_account_layout():
-    """The three rules build findings through one builder: an account finding for the closed
+    """The account rules build findings through one builder: an account finding for the closed
     window, the account's org, the rule's own baseline and signals, and the evidence in the
     order alert consumers (and byte-compared replays) see it."""
     from detectors.baseline import AccountBaseline
@@ -189,6 +191,8 @@ def test_every_rule_finding_has_the_account_layout():
             "acct-9", acc, base, closed, 5.5, 40.0, 0.8, float("nan")),
         "account_profile_shift": ProfileShiftRule(ShiftParams()).finding(
             "acct-9", acc, base, closed, 30.0, 2.0, 9.0),
+        "account_ramp": RampRule(RampParams()).finding(
+            "acct-9", acc, base, closed, 0.9, (12.0, 11.0, 60.0, 4.5)),
     }
     for detector, f in made.items():
         assert (f.entity_type, f.entity_id, f.detector, f.org_id) == (

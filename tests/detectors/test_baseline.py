@@ -144,12 +144,12 @@ def _with_header(**kw: float) -> bytes:
     ("blob", "msg"),
     [
         (b"", "empty"),
-        (b"\x01", "truncated"),
+        (b"\x02", "truncated"),
         (_trained().to_bytes()[:-1], "bytes, expected"),  # one byte short
         (_trained().to_bytes() + b"\x00" * 8, "bytes, expected"),  # one float too many
         (_with_header(size=STATE_SIZE + 1) + bytes(8 * (STATE_SIZE + 1)), "floats"),
         (_with_header(size=2**32 - 1), "floats"),  # a huge claimed size allocates nothing
-        (_with_header(version=2) + bytes(8 * STATE_SIZE), "version 0x02"),
+        (_with_header(version=3) + bytes(8 * STATE_SIZE), "version 0x03"),
         (_with_header(grace=0) + bytes(8 * STATE_SIZE), "grace"),
         (_with_header(grace=2**32 - 1) + bytes(8 * STATE_SIZE), "grace"),
         (_with_header(threshold=math.nan) + bytes(8 * STATE_SIZE), "threshold"),

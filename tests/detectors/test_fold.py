@@ -141,10 +141,20 @@ def test_the_accomplices_of_a_flagged_harvester_on_a_strong_key_are_one_campaign
     assert set(camp.members or []) == {"c1", "c2", "c3"}
 
 
-def test_no_accomplice_campaign_without_a_new_account_a_strong_key_or_traffic_share() -> None:
-    # Every suspect on the key is flagged already: an alert would name nobody new.
+def test_two_harvesters_on_a_strong_key_are_one_campaign() -> None:
+    # account_ramp marks sustained harvesters without an alert of their own: two on one
+    # card or /24 are the campaign (mix's two-account slow ramp). Two accounts the rate rule
+    # flagged are linked the same way (one operator, one campaign).
     det = ClusterDetector(window_s=60, cluster_windows=10)
-    assert _window(det, 0, {"c1": True, "c2": True}) == []
+    (camp,) = _window(det, 0, {"c1": True, "c2": True})
+    assert camp.detector == "cluster_campaign"
+    assert set(camp.members or []) == {"c1", "c2"}
+    # One harvester alone on its key is no campaign.
+    det = ClusterDetector(window_s=60, cluster_windows=10)
+    assert _window(det, 0, {"c1": True}) == []
+
+
+def test_no_accomplice_campaign_without_a_strong_key_or_traffic_share() -> None:
     # A weak key (an ASN) names no operator.
     det = ClusterDetector(window_s=60, cluster_windows=10)
     assert _window(det, 0, {"c1": True, "c2": False}, key=("asn", "64500")) == []
