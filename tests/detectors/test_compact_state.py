@@ -1,0 +1,119 @@
+"""The coordination detectors keep compact per-account state (packed run records, lazily
+created containers): they must find exactly what the straightforward versions found, and
+stay within a bound of bytes per account."""
+
+from __future__ import annotations
+
+import random
+import tracemalloc
+
+import pytest
+
+from detectors.coactivity import _RUN, CoactivityDetector, _pack_id, _unpack_ids
+from tests.detectors.coactivity_reference import CoactivityDetector as ReferenceCoactivity
+
+T0 = 100 * 86400.0
+
+
+def _coactivity_stream(seed: int) -> list[tuple[str, object]]:
+    """Learn and end-window calls: background accounts, a lockstep group, orgs that are
+    None or not ASCII, late account-windows, and a window gap of more than a day."""
+    rng = random.Random(seed)
+    calls: list[tuple[str, object]] = []
+    minute = 0
+    group = [f"g{i}" for i in range(rng.randint(25, 40))]
+    sessions = {rng.randint(70, 120), rng.randint(150, 200), rng.randint(260, 300)}
+    for step in range(330):
+        if step == 230:
+            minute += 1500 + rng.randint(0, 100)  # a quiet day: no window closes
+        xs = []
+        for a in rng.sample(range(600), rng.randint(3, 12)):
+            sec = T0 + minute * 60.0 + rng.uniform(0, 59.9)
+            org = rng.choice([None, f"org-{a % 50}", f"örg-{a}"])
+            xs.append({"account_id": f"bg{a}", "ts": T0 + minute * 60.0, "org": org,
+                       "payment": rng.choice([None, f"pm{a % 7}"]), "first_ts": sec,
+                       "last_ts": sec + rng.uniform(0, 1)})
+        if any(abs(minute % 400 - s) <= 2 for s in sessions):
+            for i, a in enumerate(group):
+                if rng.random() < 0.9:
+                    sec = T0 + minute * 60.0 + 20.0 + rng.uniform(0, 3)
+                    xs.append({"account_id": a, "ts": T0 + minute * 60.0,
+                               "org": f"o{i}", "payment": f"card-{i % 3}",
+                               "first_ts": sec, "last_ts": sec})
+        if rng.random() < 0.05 and minute > 3:  # a late account-window
+            sec = T0 + (minute - 2) * 60.0
+            xs.append({"account_id": f"bg{rng.randint(0, 599)}", "ts": sec, "org": None,
+                       "first_ts": sec, "last_ts": sec})
+        rng.shuffle(xs)
+        calls.extend(("learn", x) for x in xs)
+        calls.append(("end", minute))
+        if rng.random() < 0.1:
+            minute += rng.choice((15, 30, 60))  # cron-like pauses
+        minute += 1
+    return calls
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_packed_lockstep_state_finds_what_the_reference_finds(seed: int) -> None:
+    kw = {"warmup_minutes": 10, "min_members": 10, "min_token": 5}
+    new, ref = CoactivityDetector(**kw), ReferenceCoactivity(**kw)
+    n_found = 0
+    for kind, arg in _coactivity_stream(seed):
+        if kind == "learn":
+            assert new.score_one(arg) == ref.score_one(arg)
+            new.learn_one(arg)
+            ref.learn_one(arg)
+        else:
+            start = T0 + arg * 60.0
+            fn, fr = new.end_window(start, start + 60.0), ref.end_window(start, start + 60.0)
+            assert fn == fr
+            n_found += len(fn)
+            assert new.tracked == ref.tracked
+            assert sorted(new._run) == sorted(ref._run)
+            assert {a: (int(p.real), int(p.imag)) for a, p in new._prev.items()} == ref._prev
+    assert n_found > 0  # the stream did exercise group finding
+
+
+def test_run_record_round_trip() -> None:
+    for org, pay in [(None, None), ("org-1", None), (None, "pm"), ("ö\udcff", "x" * 300)]:
+        rec = _RUN.pack(29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001) + _pack_id(org) + \
+            _pack_id(pay)
+        assert _unpack_ids(rec) == (org, pay)
+        assert _RUN.unpack_from(rec) == (29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001)
+    with pytest.raises(TypeError, match="str or None"):
+        _pack_id(7)  # type: ignore[arg-type]
+
+
+def _bytes_per_account(det, feed, ids: list[str]) -> float:
+    """Bytes ``det`` holds after ``feed(det, ids)``, per id (tracemalloc: the ids and the
+    inputs are the caller's)."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    feed(det, ids)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / len(ids)
+
+
+def _ids(n: int) -> list[str]:
+    return [f"acct_{i:010d}" for i in range(n)]
+
+
+def test_lockstep_state_per_account_in_a_run_is_bounded() -> None:
+    ids = _ids(20_000)
+    xs = [[{"account_id": a, "ts": T0 + m * 60.0, "org": "org_" + a[5:],
+            "payment": "pm_" + a[-12:], "first_ts": T0 + m * 60.0 + 1.0,
+            "last_ts": T0 + m * 60.0 + 2.0} for a in ids] for m in range(3)]
+
+    def feed(det, ids):
+        for minute in xs:
+            for x in minute:
+                det.learn_one(x)
+
+    per_new = _bytes_per_account(CoactivityDetector(), feed, ids)
+    per_ref = _bytes_per_account(ReferenceCoactivity(), feed, ids)
+    # The packed record, its dict entry and three list entries against a list of six
+    # objects and three minute sets.
+    assert per_new < 160, per_new
+    assert per_ref > 2.5 * per_new, (per_ref, per_new)
+
