@@ -79,6 +79,8 @@ HEADER: Final = struct.Struct("<BIdI")
 #: Largest grace period a saved baseline may claim (the configuration allows 1..1000).
 MAX_GRACE: Final = 100_000
 _BIG_ENDIAN: Final = sys.byteorder == "big"
+#: A zero state array: new ones are slices of it, allocated at their exact size.
+_ZEROS: Final = array("d", [0.0]) * STATE_SIZE
 
 
 class StateFormatError(ValueError):
@@ -123,22 +125,29 @@ class AccountBaseline:
     prior
         Optional cohort prior: ``{"requests": (median, std), "output_tokens": (...)}`` on
         the log1p scale, from :meth:`detectors.population.PopulationModel.prior`.
+    account_id
+        Whose baseline; kept as :attr:`account_id`, never saved.
     """
 
-    __slots__ = ("_p", "_po", "_s", "threshold")
+    __slots__ = ("_p", "_po", "_s", "account_id", "threshold")
 
     def __init__(
         self,
         grace_period: int = 5,
         threshold: float = 6.0,
         prior: dict[str, tuple[float, float]] | None = None,
+        account_id: str | None = None,
     ) -> None:
+        #: Whose baseline (not saved: the state store's key is the id). The pipeline hands
+        #: this one string object to every detector, so an account's id is kept once, not
+        #: once per window it was read from.
+        self.account_id = account_id
         self._p = account_params(grace_period)
         # Output tokens per window swing more than counts (one long answer is 10x a short
         # one): a wider floor.
         self._po = account_params(grace_period, 0.7)
         self.threshold = threshold
-        s = array("d", bytes(8 * STATE_SIZE))
+        s = _ZEROS[:]  # exactly STATE_SIZE floats (array("d", bytes) over-allocates 40 B)
         s[_CREATED] = math.nan
         s[_FIRST_SEEN] = math.nan
         s[_LAST_TS] = math.nan
@@ -417,11 +426,12 @@ class AccountBaseline:
             raise StateFormatError(f"grace period {grace} outside 1..{MAX_GRACE}")
         if not (math.isfinite(threshold) and threshold > 0.0):
             raise StateFormatError(f"threshold {threshold!r} is not a positive finite number")
-        s = array("d")
-        s.frombytes(blob[HEADER.size :])
+        s = _ZEROS[:]
+        memoryview(s).cast("B")[:] = blob[HEADER.size :]
         if _BIG_ENDIAN:
             s.byteswap()
         self = cls.__new__(cls)
+        self.account_id = None
         self._p = account_params(grace)
         self._po = account_params(grace, 0.7)
         self.threshold = threshold

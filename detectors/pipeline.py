@@ -168,8 +168,12 @@ class Detection:
         self.account_ttl_s = account_ttl_s
         self._bucket_s = window_s * max(1, round(account_ttl_s / 128 / window_s))
         self._bucket_of: dict[str, int] = {}
-        self._by_bucket: dict[int, set[str]] = {}
+        # bucket -> accounts filed there when they moved to it. An entry is not removed when
+        # the account moves on (or is dropped): eviction skips accounts whose bucket is no
+        # longer this one. A list entry is 8 bytes, a set entry was 30-50.
+        self._by_bucket: dict[int, list[str]] = {}
         self._bucket_heap: list[int] = []
+        self._last_bucket = -1  # the last bucket number filed (one int object per bucket)
         self.accounts_evicted = 0
 
     @property
@@ -202,6 +206,7 @@ class Detection:
         is only ever parsed as numbers: whoever can write to the changelog topic cannot make
         this run code."""
         base = AccountBaseline.from_bytes(blob)
+        base.account_id = account_id
         self._baselines[account_id] = base
         ts = base.last_ts
         # A forged or never-observed time files the account as long idle: evicted at the
@@ -217,9 +222,7 @@ class Detection:
         ids = set(account_ids)
         for account_id in ids:
             self._baselines.pop(account_id, None)
-            b = self._bucket_of.pop(account_id, None)
-            if b is not None:
-                self._by_bucket[b].discard(account_id)
+            self._bucket_of.pop(account_id, None)  # its _by_bucket entry is now stale
         self.windower.drop(ids)
 
     def add(self, ev: Event) -> bool:
@@ -246,15 +249,21 @@ class Detection:
         old = self._bucket_of.get(account_id)
         if old == b:
             return
-        by_bucket = self._by_bucket
-        if old is not None:
-            by_bucket[old].discard(account_id)
+        if b == self._last_bucket:
+            b = self._last_bucket  # the same int object for every account of the bucket
+        else:
+            self._last_bucket = b
+        base = self._baselines.get(account_id)
+        if base is not None and base.account_id is not None:
+            account_id = base.account_id  # the id object its state is keyed by
+        # (its entry under the old bucket is now stale: see _by_bucket)
         self._bucket_of[account_id] = b
+        by_bucket = self._by_bucket
         ids = by_bucket.get(b)
         if ids is None:
-            ids = by_bucket[b] = set()
+            ids = by_bucket[b] = []
             heapq.heappush(self._bucket_heap, b)
-        ids.add(account_id)
+        ids.append(account_id)
 
     def _evict(self, now: float) -> None:
         """Drop every account whose last-activity bucket ended ``account_ttl_s`` before
@@ -263,11 +272,16 @@ class Detection:
         cutoff = now - self.account_ttl_s
         heap, by_bucket, bs = self._bucket_heap, self._by_bucket, self._bucket_s
         while heap and (heap[0] + 1) * bs <= cutoff:
-            ids = by_bucket.pop(heapq.heappop(heap), None)
-            if not ids:
+            b = heapq.heappop(heap)
+            filed = by_bucket.pop(b, None)
+            if not filed:
                 continue
+            bucket_of = self._bucket_of
+            # The accounts still in this bucket (an entry whose account moved on, or was
+            # dropped, is stale; one filed twice here is evicted once).
+            ids = {a for a in filed if bucket_of.get(a) == b}
             for account_id in ids:
-                del self._bucket_of[account_id]
+                del bucket_of[account_id]
                 if self._baselines.pop(account_id, None) is not None:
                     self.accounts_evicted += 1
             self._touched.update(ids)
@@ -304,7 +318,8 @@ class Detection:
                 prior = {"requests": req, "output_tokens": out}
             self._priors[tier] = prior
         base = self._baselines[account_id] = AccountBaseline(
-            grace_period=self.account_grace, threshold=self.account_threshold, prior=prior
+            grace_period=self.account_grace, threshold=self.account_threshold, prior=prior,
+            account_id=account_id,
         )
         return base
 
@@ -339,6 +354,10 @@ class Detection:
                 base = baselines.get(account_id)
                 if base is None:
                     base = self._baseline(account_id, tier)
+                elif base.account_id is not None:
+                    # The id object the account's state is already keyed by: every detector
+                    # below keeps this one, not a copy per window (the window's is freed).
+                    account_id = base.account_id
                 n = acc.requests
                 out_tok = acc.output_tokens
                 lreq = log1p(n)

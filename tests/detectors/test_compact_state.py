@@ -5,6 +5,7 @@ stay within a bound of bytes per account."""
 from __future__ import annotations
 
 import random
+import sys
 import tracemalloc
 
 import pytest
@@ -117,3 +118,49 @@ def test_lockstep_state_per_account_in_a_run_is_bounded() -> None:
     assert per_new < 160, per_new
     assert per_ref > 2.5 * per_new, (per_ref, per_new)
 
+
+def test_baseline_array_is_exactly_sized_and_round_trips() -> None:
+    from array import array
+
+    from detectors.baseline import STATE_SIZE, AccountBaseline
+
+    exact = sys.getsizeof(array("d", [0.0]) * STATE_SIZE)
+    b = AccountBaseline(grace_period=3, threshold=4.0, account_id="a1")
+    for i in range(4):
+        b.learn_one({"requests": 10.0 + i, "output_tokens": 5000.0})
+    assert sys.getsizeof(b._s) == exact and len(b._s) == STATE_SIZE
+    c = AccountBaseline.from_bytes(b.to_bytes())
+    assert sys.getsizeof(c._s) == exact
+    assert c.to_bytes() == b.to_bytes() and c._s.tobytes() == b._s.tobytes()
+    assert c.account_id is None  # the id is the record's key, not part of the blob
+
+
+def test_evicting_accounts_that_moved_or_were_dropped_from_a_bucket() -> None:
+    from detectors.events import Event
+    from detectors.pipeline import Detection
+
+    t0, hour = 1_767_600_000.0, 3600.0
+
+    def ev(a: str, ts: float) -> Event:
+        return Event(a, ts, "m", 100, 400, event_id=f"{a}@{ts}")
+
+    det = Detection(window_s=60, lateness_s=0, account_ttl_s=hour)
+    for a in ("stay", "move", "drop", "back"):
+        det.add(ev(a, t0 + 1))
+    det.advance(t0 + 60)
+    det.drop_accounts({"drop", "back"})  # a rebalance took them
+    det.add(ev("back", t0 + 120))  # and one came back in the same bucket
+    det.advance(t0 + 180)
+    det.pop_touched()  # saved by the worker
+    evicted: set[str] = set()
+    for w in range(4, 200):
+        if w % 20 == 0:
+            det.add(ev("move", t0 + w * 60 + 1))  # keeps moving to newer buckets
+        det.advance(t0 + w * 60 + 60)
+        touched = det.pop_touched()
+        evicted |= {a for a in touched if det.export_account(a) is None}
+    # "drop" had no state left to evict: it is not touched, nor counted, a second time.
+    assert evicted == {"stay", "back"}
+    assert det.accounts_evicted == 2
+    assert det.export_account("move") is not None
+    assert set(det._bucket_of) == {"move"}
