@@ -11,7 +11,9 @@ import tracemalloc
 import pytest
 
 from detectors.coactivity import _RUN, CoactivityDetector, _pack_id, _unpack_ids
+from detectors.cohort import CohortDetector
 from tests.detectors.coactivity_reference import CoactivityDetector as ReferenceCoactivity
+from tests.detectors.cohort_reference import CohortDetector as ReferenceCohort
 
 T0 = 100 * 86400.0
 
@@ -73,6 +75,65 @@ def test_packed_lockstep_state_finds_what_the_reference_finds(seed: int) -> None
             assert sorted(new._run) == sorted(ref._run)
             assert {a: (int(p.real), int(p.imag)) for a, p in new._prev.items()} == ref._prev
     assert n_found > 0  # the stream did exercise group finding
+
+
+def _cohort_stream(seed: int) -> list[tuple[str, object]]:
+    """Young suspects and chatty newcomers of several swarms and loners, older young
+    accounts (the two-band rule), established accounts on the same keys."""
+    rng = random.Random(seed)
+    calls: list[tuple[str, object]] = []
+    for w in range(240):
+        ts = T0 + w * 600.0
+        for _ in range(rng.randint(2, 9)):
+            a = rng.randint(0, 300)
+            swarm = a % 6
+            keys = [f"pay:card-{swarm}" if rng.random() < 0.5 else f"pay:c{a}",
+                    f"ip24:10.{swarm}.{rng.randint(0, 2)}", f"asn:{a % 4}"]
+            keys += [f"tplb:{i}:{swarm:06x}" if rng.random() < 0.6
+                     else f"tplb:{i}:{rng.randint(0, 50):06x}" for i in range(3)]
+            age = rng.choice([0.2, 1.0, 5.0, 20.0, 400.0]) if a < 250 else 400.0
+            req = rng.randint(1, 6)
+            calls.append(("learn", {"account_id": f"a{a}", "ts": ts, "age_days": age,
+                                    "org": rng.choice([None, f"o{a}", f"o{a % 3}"]),
+                                    "requests": req, "harvest_like": rng.randint(0, req),
+                                    "keys": keys}))
+        calls.append(("end", ts))
+    return calls
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lazy_swarm_state_finds_what_the_reference_finds(seed: int) -> None:
+    kw = {"young_days": 30.0, "min_members": 4, "horizon_s": 6 * 3600.0, "hold_s": 3600.0,
+          "max_key_members": 12, "max_account_keys": 5}
+    new, ref = CohortDetector(**kw), ReferenceCohort(**kw)
+    n_found = 0
+    for kind, arg in _cohort_stream(seed):
+        if kind == "learn":
+            assert new.score_one(arg) == ref.score_one(arg)
+            new.learn_one(arg)
+            ref.learn_one(arg)
+        else:
+            fn, fr = new.end_window(arg, arg + 600.0), ref.end_window(arg, arg + 600.0)
+            assert fn == fr
+            n_found += len(fn)
+            assert new.tracked == ref.tracked
+    assert n_found > 0
+
+
+def test_swarm_state_of_young_accounts_that_are_no_suspects_is_small() -> None:
+    ids = _ids(20_000)
+    xs = [{"account_id": a, "ts": T0, "age_days": 3.0, "org": None, "requests": 6,
+           "harvest_like": 0, "keys": [f"pay:{a}", f"ip24:{a}"]} for a in ids]
+
+    def feed(det, ids):
+        for x in xs:
+            det.learn_one(x)
+
+    per_new = _bytes_per_account(CohortDetector(young_days=30.0), feed, ids)
+    per_ref = _bytes_per_account(ReferenceCohort(young_days=30.0), feed, ids)
+    # Its record and dict entry; no empty key and band dicts.
+    assert per_new < 150, per_new
+    assert per_ref >= per_new + 120, (per_ref, per_new)
 
 
 def test_run_record_round_trip() -> None:
