@@ -77,7 +77,8 @@ def breakdown(det: Detection) -> dict[str, int]:
     account-id strings, shared by every part, are counted with the baselines)."""
     parts: list[tuple[str, list[object]]] = [
         ("baselines", [det._baselines]),
-        ("eviction_index", [det._bucket_of, det._by_bucket, det._bucket_heap]),
+        ("eviction_index", [getattr(det, n) for n in ("_bucket_of", "_by_bucket", "_bucket_heap")
+                            if hasattr(det, n)]),
         ("populations", [det._populations]),
         ("coactivity", [det.coactivity]),
         ("cohort", [det.cohort]),

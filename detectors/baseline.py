@@ -129,7 +129,7 @@ class AccountBaseline:
         Whose baseline; kept as :attr:`account_id`, never saved.
     """
 
-    __slots__ = ("_p", "_po", "_s", "account_id", "threshold")
+    __slots__ = ("_p", "_po", "_s", "account_id", "bucket", "threshold")
 
     def __init__(
         self,
@@ -142,6 +142,8 @@ class AccountBaseline:
         #: this one string object to every detector, so an account's id is kept once, not
         #: once per window it was read from.
         self.account_id = account_id
+        #: The pipeline's eviction bucket of the account's last activity (not saved).
+        self.bucket: int | None = None
         self._p = account_params(grace_period)
         # Output tokens per window swing more than counts (one long answer is 10x a short
         # one): a wider floor.
@@ -432,6 +434,7 @@ class AccountBaseline:
             s.byteswap()
         self = cls.__new__(cls)
         self.account_id = None
+        self.bucket = None
         self._p = account_params(grace)
         self._po = account_params(grace, 0.7)
         self.threshold = threshold

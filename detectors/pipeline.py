@@ -167,10 +167,11 @@ class Detection:
         # a window never straddles two buckets), and a heap of the live bucket numbers.
         self.account_ttl_s = account_ttl_s
         self._bucket_s = window_s * max(1, round(account_ttl_s / 128 / window_s))
-        self._bucket_of: dict[str, int] = {}
-        # bucket -> accounts filed there when they moved to it. An entry is not removed when
-        # the account moves on (or is dropped): eviction skips accounts whose bucket is no
-        # longer this one. A list entry is 8 bytes, a set entry was 30-50.
+        # An account's bucket is kept on its baseline (AccountBaseline.bucket: a slot, where a
+        # dict of account -> bucket was ~40 bytes an account); bucket -> accounts filed there
+        # when they moved to it. An entry is not removed when the account moves on (or is
+        # dropped): eviction skips accounts whose bucket is no longer this one. A list entry
+        # is 8 bytes, a set entry was 30-50.
         self._by_bucket: dict[int, list[str]] = {}
         self._bucket_heap: list[int] = []
         self._last_bucket = -1  # the last bucket number filed (one int object per bucket)
@@ -211,7 +212,7 @@ class Detection:
         ts = base.last_ts
         # A forged or never-observed time files the account as long idle: evicted at the
         # next window close instead of never.
-        self._mark_active(account_id, ts if math.isfinite(ts) else 0.0)
+        self._mark_active(base, ts if math.isfinite(ts) else 0.0)
 
     def has_open_window(self, account_id: str) -> bool:
         """Whether the account has counters in a window that has not closed yet."""
@@ -221,8 +222,7 @@ class Detection:
         """Forget accounts another worker now owns: their state and open-window counters."""
         ids = set(account_ids)
         for account_id in ids:
-            self._baselines.pop(account_id, None)
-            self._bucket_of.pop(account_id, None)  # its _by_bucket entry is now stale
+            self._baselines.pop(account_id, None)  # its _by_bucket entry is now stale
         self.windower.drop(ids)
 
     def add(self, ev: Event) -> bool:
@@ -235,29 +235,30 @@ class Detection:
         for closed in self.windower.close_until(watermark):
             self.windows_closed += 1
             self._touched.update(closed.accounts)
-            mark = self._mark_active
-            for account_id in closed.accounts:
-                mark(account_id, closed.start)
             out.extend(self._detect(closed))
+            # Filed after detection, which made the new accounts' baselines (an account
+            # whose detection failed before that has no state to evict).
+            mark, baselines, start = self._mark_active, self._baselines, closed.start
+            for account_id in closed.accounts:
+                base = baselines.get(account_id)
+                if base is not None:
+                    mark(base, start)
             self._evict(closed.end)
         return out
 
     # -- eviction of inactive accounts (event time) --------------------------------------------
 
-    def _mark_active(self, account_id: str, ts: float) -> None:
+    def _mark_active(self, base: AccountBaseline, ts: float) -> None:
         b = int(ts // self._bucket_s)
-        old = self._bucket_of.get(account_id)
-        if old == b:
+        if base.bucket == b:
             return
         if b == self._last_bucket:
             b = self._last_bucket  # the same int object for every account of the bucket
         else:
             self._last_bucket = b
-        base = self._baselines.get(account_id)
-        if base is not None and base.account_id is not None:
-            account_id = base.account_id  # the id object its state is keyed by
         # (its entry under the old bucket is now stale: see _by_bucket)
-        self._bucket_of[account_id] = b
+        base.bucket = b
+        account_id = base.account_id  # the id object its state is keyed by
         by_bucket = self._by_bucket
         ids = by_bucket.get(b)
         if ids is None:
@@ -276,14 +277,14 @@ class Detection:
             filed = by_bucket.pop(b, None)
             if not filed:
                 continue
-            bucket_of = self._bucket_of
+            baselines = self._baselines
             # The accounts still in this bucket (an entry whose account moved on, or was
             # dropped, is stale; one filed twice here is evicted once).
-            ids = {a for a in filed if bucket_of.get(a) == b}
+            ids = {a for a in filed
+                   if (base := baselines.get(a)) is not None and base.bucket == b}
             for account_id in ids:
-                del bucket_of[account_id]
-                if self._baselines.pop(account_id, None) is not None:
-                    self.accounts_evicted += 1
+                del baselines[account_id]
+            self.accounts_evicted += len(ids)
             self._touched.update(ids)
 
     # -- per closed window ---------------------------------------------------------------------
