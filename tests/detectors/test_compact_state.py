@@ -180,20 +180,32 @@ def test_lockstep_state_per_account_in_a_run_is_bounded() -> None:
     assert per_ref > 2.5 * per_new, (per_ref, per_new)
 
 
-def test_baseline_array_is_exactly_sized_and_round_trips() -> None:
+def test_baseline_is_one_exactly_sized_array_and_round_trips() -> None:
+    import copy
+    import gc
+    import pickle
     from array import array
 
     from detectors.baseline import STATE_SIZE, AccountBaseline
 
-    exact = sys.getsizeof(array("d", [0.0]) * STATE_SIZE)
+    # The floats and the array header, plus one word per slot: no second object.
+    exact = sys.getsizeof(array("d", [0.0]) * STATE_SIZE) + 8 * len(AccountBaseline.__slots__)
     b = AccountBaseline(grace_period=3, threshold=4.0, account_id="a1")
     for i in range(4):
         b.learn_one({"requests": 10.0 + i, "output_tokens": 5000.0})
-    assert sys.getsizeof(b._s) == exact and len(b._s) == STATE_SIZE
+        b.observe(60.0 * i, 60.0 * i + 30, 3, 900, 1.0, 0.2, 0.0, 1)
+    assert sys.getsizeof(b) == b.nbytes() == exact and len(b) == STATE_SIZE
+    assert not [r for r in gc.get_referents(b) if isinstance(r, array)]
     c = AccountBaseline.from_bytes(b.to_bytes())
-    assert sys.getsizeof(c._s) == exact
-    assert c.to_bytes() == b.to_bytes() and c._s.tobytes() == b._s.tobytes()
+    assert sys.getsizeof(c) == exact
+    assert c.to_bytes() == b.to_bytes() and c.tobytes() == b.tobytes()
     assert c.account_id is None  # the id is the record's key, not part of the blob
+    # Copies keep the slots (array's own copy and pickle would drop them).
+    for d in (copy.copy(b), copy.deepcopy(b), pickle.loads(pickle.dumps(b))):
+        assert type(d) is AccountBaseline and d is not b
+        assert d.to_bytes() == b.to_bytes() and d.account_id == "a1"
+        assert d.score_one({"requests": 50.0, "output_tokens": 1e5}) == \
+            b.score_one({"requests": 50.0, "output_tokens": 1e5})
 
 
 def test_evicting_accounts_that_moved_or_were_dropped_from_a_bucket() -> None:
