@@ -171,8 +171,11 @@ class Detection:
         # dict of account -> bucket was ~40 bytes an account); bucket -> accounts filed there
         # when they moved to it. An entry is not removed when the account moves on (or is
         # dropped): eviction skips accounts whose bucket is no longer this one. A list entry
-        # is 8 bytes, a set entry was 30-50.
+        # is 8 bytes, a set entry was 30-50. Stale entries are counted per bucket and a list
+        # is compacted once more than half of it is stale: an account active all week passes
+        # through every bucket, and must not keep an entry in each (nor did a set shrink).
         self._by_bucket: dict[int, list[str]] = {}
+        self._stale: dict[int, int] = {}
         self._bucket_heap: list[int] = []
         self._last_bucket = -1  # the last bucket number filed (one int object per bucket)
         self.accounts_evicted = 0
@@ -208,6 +211,9 @@ class Detection:
         this run code."""
         base = AccountBaseline.from_bytes(blob)
         base.account_id = account_id
+        old = self._baselines.get(account_id)
+        if old is not None and old.bucket is not None:
+            self._left(old.bucket)
         self._baselines[account_id] = base
         ts = base.last_ts
         # A forged or never-observed time files the account as long idle: evicted at the
@@ -222,7 +228,9 @@ class Detection:
         """Forget accounts another worker now owns: their state and open-window counters."""
         ids = set(account_ids)
         for account_id in ids:
-            self._baselines.pop(account_id, None)  # its _by_bucket entry is now stale
+            base = self._baselines.pop(account_id, None)
+            if base is not None and base.bucket is not None:
+                self._left(base.bucket)  # its _by_bucket entry is now stale
         self.windower.drop(ids)
 
     def add(self, ev: Event) -> bool:
@@ -256,8 +264,10 @@ class Detection:
             b = self._last_bucket  # the same int object for every account of the bucket
         else:
             self._last_bucket = b
-        # (its entry under the old bucket is now stale: see _by_bucket)
+        old = base.bucket
         base.bucket = b
+        if old is not None:
+            self._left(old)  # its entry there is now stale
         account_id = base.account_id  # the id object its state is keyed by
         by_bucket = self._by_bucket
         ids = by_bucket.get(b)
@@ -265,6 +275,20 @@ class Detection:
             ids = by_bucket[b] = []
             heapq.heappush(self._bucket_heap, b)
         ids.append(account_id)
+
+    def _left(self, b: int) -> None:
+        """An account's entry in bucket ``b``'s list went stale; compact the list once more
+        than half of it is (amortised O(1) per move; duplicates go too)."""
+        filed = self._by_bucket.get(b)
+        if filed is None:
+            return
+        n = self._stale.get(b, 0) + 1
+        if 2 * n > len(filed):
+            baselines = self._baselines
+            self._by_bucket[b] = [a for a in dict.fromkeys(filed)
+                                  if (x := baselines.get(a)) is not None and x.bucket == b]
+            n = 0
+        self._stale[b] = n
 
     def _evict(self, now: float) -> None:
         """Drop every account whose last-activity bucket ended ``account_ttl_s`` before
@@ -274,6 +298,7 @@ class Detection:
         heap, by_bucket, bs = self._bucket_heap, self._by_bucket, self._bucket_s
         while heap and (heap[0] + 1) * bs <= cutoff:
             b = heapq.heappop(heap)
+            self._stale.pop(b, None)
             filed = by_bucket.pop(b, None)
             if not filed:
                 continue

@@ -238,3 +238,21 @@ def test_evicting_accounts_that_moved_or_were_dropped_from_a_bucket() -> None:
     assert det.export_account("move") is not None
     assert set(det._baselines) == {"move"}
     assert sum(map(len, det._by_bucket.values())) <= len(det._by_bucket) + 1
+
+
+def test_accounts_active_all_along_keep_no_entry_in_every_bucket_they_passed() -> None:
+    from detectors.events import Event
+    from detectors.pipeline import Detection
+
+    t0, hour = 1_767_600_000.0, 3600.0
+    det = Detection(window_s=60, lateness_s=0, account_ttl_s=hour)  # a bucket: 60 s
+    ids = [f"busy{i}" for i in range(50)]
+    for w in range(90):  # more buckets than the TTL keeps alive
+        for a in ids:
+            det.add(Event(a, t0 + w * 60 + 1, "m", 100, 400, event_id=f"{a}@{w}"))
+        det.advance(t0 + w * 60 + 60)
+    assert det.active_accounts == 50 and det.accounts_evicted == 0
+    assert len(det._by_bucket) > 50  # the buckets of the last hour are all alive
+    # Each move left a stale entry; the lists are compacted: not 50 entries per bucket.
+    entries = sum(map(len, det._by_bucket.values()))
+    assert entries <= 2 * 50 + len(det._by_bucket), entries
