@@ -229,6 +229,7 @@ class CoactivityDetector:
         # entry was 30-50 (and sets never shrink), and the stale ones are filtered out when
         # the minute is judged (the run's last minute is no longer that minute).
         self._by_last: dict[int, list[str]] = {}
+        self._stale: dict[int, int] = {}  # minute -> stale entries in its list (see _left)
         self._starts: dict[int, list[str]] = {}
         self._rate = {"start": 0.0, "stop": 0.0}
         self._hourly = {"start": [0.0] * 60, "stop": [0.0] * 60}
@@ -260,19 +261,40 @@ class CoactivityDetector:
             run_last = int(r_last)
             if m - run_last <= self.gap_minutes:
                 if m > run_last:
-                    # (its entry under the old last minute is now stale: see _by_last)
-                    run_last = m
+                    self._run[aid] = (_RUN.pack(r_start, m, r_first, max(r_lastts, last))
+                                      + rec[_RUN.size:])
                     self._by_last.setdefault(m, []).append(aid)
-                self._run[aid] = (_RUN.pack(r_start, run_last, r_first, max(r_lastts, last))
-                                  + rec[_RUN.size:])
+                    self._left(run_last)  # its entry there is now stale
+                else:
+                    self._run[aid] = (_RUN.pack(r_start, run_last, r_first,
+                                                max(r_lastts, last)) + rec[_RUN.size:])
                 return
-            # Else its stop was never judged (no window closed in between): replaced.
         self._run[aid] = (_RUN.pack(m, m, first, last)
                           + _pack_id(x.get("org")) + _pack_id(x.get("payment")))
         self._by_last.setdefault(m, []).append(aid)
+        if rec is not None:
+            # Its stop was never judged (no window closed in between): replaced.
+            self._left(run_last)
         prev = self._prev.get(aid)
         if prev is None or (m - int(prev.real)) not in _CRON_PERIODS:
             self._starts.setdefault(m, []).append(aid)
+
+    def _left(self, minute: int) -> None:
+        """An entry of ``minute``'s list went stale (its run grew on or was replaced);
+        compact the list once more than half of it is (amortised O(1); an account active
+        every minute would otherwise sit in each of the ``gap_minutes`` lists not yet
+        judged)."""
+        filed = self._by_last.get(minute)
+        if filed is None:
+            return
+        n = self._stale.get(minute, 0) + 1
+        if 2 * n > len(filed):
+            run, unpack = self._run, _RUN.unpack_from
+            self._by_last[minute] = [
+                a for a in dict.fromkeys(filed)
+                if (rec := run.get(a)) is not None and int(unpack(rec)[1]) == minute]
+            n = 0
+        self._stale[minute] = n
 
     def score_one(self, x: dict[str, Any]) -> float:
         """The account's support: sync minutes it shared with its group (0 if none)."""
@@ -295,6 +317,7 @@ class CoactivityDetector:
         unpack = _RUN.unpack_from
         for s in range(max(first, m - self.gap_minutes - 1440), m - self.gap_minutes + 1):
             # The runs whose last minute is still s (see _by_last for the stale entries).
+            self._stale.pop(s, None)
             stopped = {a for a in self._by_last.pop(s, ())
                        if (rec := run.get(a)) is not None and int(unpack(rec)[1]) == s}
             prev = self._prev

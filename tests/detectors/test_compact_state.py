@@ -256,3 +256,19 @@ def test_accounts_active_all_along_keep_no_entry_in_every_bucket_they_passed() -
     # Each move left a stale entry; the lists are compacted: not 50 entries per bucket.
     entries = sum(map(len, det._by_bucket.values()))
     assert entries <= 2 * 50 + len(det._by_bucket), entries
+
+
+def test_accounts_in_long_runs_keep_no_entry_in_every_minute_not_yet_judged() -> None:
+    det = CoactivityDetector(warmup_minutes=0)
+    ids = _ids(300)
+    for minute in range(40):
+        t = T0 + minute * 60.0
+        for a in ids:
+            det.learn_one({"account_id": a, "ts": t, "org": None, "first_ts": t + 1.0,
+                           "last_ts": t + 2.0})
+        det.end_window(t, t + 60.0)
+    assert det.tracked["in_run"] == 300
+    assert len(det._by_last) >= det.gap_minutes  # the lists not judged yet
+    entries = sum(map(len, det._by_last.values()))
+    # One entry per run and minute moved through without the compaction (16 x 300).
+    assert entries <= 2 * 300 + len(det._by_last), entries
