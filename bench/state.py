@@ -10,9 +10,11 @@ Every one of ``--accounts`` accounts is active in each of ``--windows`` consecut
   between windows (baselines, population and cluster state, template index).
 
 The deep size walks the object graph with :func:`gc.get_referents` and ``sys.getsizeof``
-(each object once; classes, functions and modules excluded), so it counts exactly the live
-objects, without allocator slack. The RSS growth of the process is printed beside it: it
-includes allocator slack and freed-but-kept arenas, so it is an upper bound.
+(each object once; classes, functions and modules excluded), plus the keys of every dict
+(the GC skips the keys of an all-string-keyed dict), so it counts exactly the live objects,
+without allocator slack. ``--parts`` splits the persistent bytes by owner. The RSS growth
+of the process is printed beside it: it includes allocator slack and freed-but-kept arenas,
+so it is an upper bound.
 
 Run: ``python -m bench.state --accounts 100000`` (prints one JSON line).
 """
@@ -39,9 +41,11 @@ _SKIP = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
          types.MethodType, types.CodeType)
 
 
-def deep_size(root: object) -> int:
-    """Bytes of every object reachable from ``root`` (each counted once)."""
-    seen: set[int] = set()
+def deep_size(root: object, seen: set[int] | None = None) -> int:
+    """Bytes of every object reachable from ``root`` (each counted once; objects already in
+    ``seen`` are not counted, and what is counted is added to it)."""
+    if seen is None:
+        seen = set()
     stack = [root]
     total = 0
     getsizeof, referents = sys.getsizeof, gc.get_referents
@@ -53,6 +57,10 @@ def deep_size(root: object) -> int:
         seen.add(oid)
         total += getsizeof(obj)
         stack.extend(referents(obj))
+        if isinstance(obj, dict):
+            # The GC does not visit the keys of a dict whose keys are all strings (they
+            # cannot form cycles): account ids used as keys would go uncounted.
+            stack.extend(obj)
     return total
 
 
@@ -64,13 +72,34 @@ def rss() -> int:
     return 0
 
 
+def breakdown(det: Detection) -> dict[str, int]:
+    """Deep bytes of each part of ``det``, each object counted once, in this order (so the
+    account-id strings, shared by every part, are counted with the baselines)."""
+    parts: list[tuple[str, list[object]]] = [
+        ("baselines", [det._baselines]),
+        ("eviction_index", [getattr(det, n) for n in
+                            ("_bucket_of", "_by_bucket", "_bucket_heap", "_stale")
+                            if hasattr(det, n)]),
+        ("populations", [det._populations]),
+        ("coactivity", [det.coactivity]),
+        ("cohort", [det.cohort]),
+        ("cluster_stages", [det.cluster_stages]),
+        ("windower", [det.windower]),
+        ("rest", [det]),
+    ]
+    seen: set[int] = set()
+    return {name: sum(deep_size(r, seen) for r in roots) for name, roots in parts}
+
+
 def measure(n_accounts: int, windows: int = 3, per_window: int = 2, window_s: float = 60.0,
-            chunk: int = 200_000, seed: int = 3) -> dict[str, Any]:
+            chunk: int = 200_000, seed: int = 3, local_clusters: bool = True,
+            parts: bool = False) -> dict[str, Any]:
     acc = accounts(n_accounts, seed=seed)
-    det = Detection(window_s=window_s, lateness_s=0.0)
+    det = Detection(window_s=window_s, lateness_s=0.0, local_clusters=local_clusters)
     gc.collect()
     rss0 = rss()
     base0 = deep_size(det)
+    tracked0 = len(gc.get_objects())
     t0 = 1_790_000_000.0 - 1_790_000_000.0 % window_s
     rng = np.random.default_rng(seed)
     n = n_accounts * per_window
@@ -94,12 +123,17 @@ def measure(n_accounts: int, windows: int = 3, per_window: int = 2, window_s: fl
             rss_open = rss() - rss0
         det.advance(start + window_s)
         # The worker saves the touched accounts after each close, which empties this set.
-        pop = getattr(det, "pop_touched", None)
-        if pop is not None:
-            pop()
+        det.pop_touched()
+        # Without local cluster stages the worker publishes the summaries and drops them.
+        det.pop_summaries()
     elapsed = time.perf_counter() - started
     gc.collect()
     persistent = deep_size(det) - base0
+    tracked = len(gc.get_objects()) - tracked0
+    extra: dict[str, Any] = {}
+    if parts:
+        extra["parts_bytes_per_account"] = {
+            k: round(v / n_accounts) for k, v in breakdown(det).items()}
     return {
         "accounts": n_accounts,
         "windows": windows,
@@ -109,8 +143,35 @@ def measure(n_accounts: int, windows: int = 3, per_window: int = 2, window_s: fl
         "persistent_bytes_per_account": round(persistent / n_accounts),
         "rss_open_bytes_per_account": round(rss_open / n_accounts),
         "rss_bytes_per_account": round((rss() - rss0) / n_accounts),
+        # Objects the cyclic GC walks at every full collection, per account.
+        "gc_tracked_per_account": round(tracked / n_accounts, 2),
         "active_accounts": det.active_accounts,
+        "local_clusters": local_clusters,
+        **extra,
     }
+
+
+def steady(n_accounts: int = 2000, windows: int = 90, ttl_s: float = 3600.0) -> dict[str, Any]:
+    """Every account active in every one of ``windows`` one-minute windows (one event each),
+    with an eviction TTL of ``ttl_s`` (an hour: 60 eviction buckets of one window, as a
+    week's 128 buckets of 79 windows are for an account active all week). What the three
+    windows of :func:`measure` cannot show: state that piles up while accounts stay
+    active (per-bucket and per-minute indexes)."""
+    t0 = 1_767_600_000.0
+    det = Detection(window_s=60.0, lateness_s=0.0, account_ttl_s=ttl_s, local_clusters=False)
+    ids = [f"acct_{i:010d}" for i in range(n_accounts)]
+    for w in range(windows):
+        for a in ids:
+            det.add(Event(a, t0 + w * 60 + 1, "m", 100, 400, event_id=f"{a}@{w}"))
+        det.advance(t0 + w * 60 + 60)
+        det.pop_touched()
+        det.pop_summaries()
+    gc.collect()
+    parts = breakdown(det)
+    return {"steady_accounts": n_accounts, "windows": windows, "ttl_s": ttl_s,
+            "persistent_bytes_per_account": round(sum(parts.values()) / n_accounts),
+            "parts_bytes_per_account": {k: round(v / n_accounts) for k, v in parts.items()
+                                        if v >= n_accounts}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,8 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accounts", type=int, default=100_000)
     p.add_argument("--windows", type=int, default=3)
     p.add_argument("--per-window", type=int, default=2, help="events per account and window")
+    p.add_argument("--no-local-clusters", action="store_true",
+                   help="as the worker: no in-process cluster stages (they run on their own "
+                        "topics there); the window's summaries are dropped after each close")
+    p.add_argument("--parts", action="store_true",
+                   help="also the persistent bytes per account of each part of the detection")
+    p.add_argument("--steady", action="store_true",
+                   help="instead: 2,000 accounts active in each of 90 windows (see steady())")
     a = p.parse_args(argv)
-    print(orjson.dumps(measure(a.accounts, a.windows, a.per_window)).decode(), flush=True)
+    if a.steady:
+        print(orjson.dumps(steady()).decode(), flush=True)
+        return 0
+    res = measure(a.accounts, a.windows, a.per_window, local_clusters=not a.no_local_clusters,
+                  parts=a.parts)
+    print(orjson.dumps(res).decode(), flush=True)
     return 0
 
 

@@ -1,8 +1,9 @@
 """Per-account baselines: is this window unusual for this account's own history, and what
 kind of client is this account (its long-run profile)?
 
-All of an account's state is one ``array('d')`` of :data:`STATE_SIZE` floats (~350 bytes
-with the array header): two :mod:`~detectors.rate` series (requests and output tokens per
+All of an account's state is one ``array('d')`` of :data:`STATE_SIZE` floats (the
+:class:`AccountBaseline` object is that array: 464 bytes in memory with its header and
+five slots; 361 bytes saved): two :mod:`~detectors.rate` series (requests and output tokens per
 active window, on a log scale), the timing of its requests across windows, and slow
 exponentially weighted shares that describe it (single-turn, ``max_tokens`` stops, output
 length), plus running totals. A new account starts from its cohort's prior (the
@@ -84,6 +85,8 @@ HEADER: Final = struct.Struct("<BIdI")
 #: Largest grace period a saved baseline may claim (the configuration allows 1..1000).
 MAX_GRACE: Final = 100_000
 _BIG_ENDIAN: Final = sys.byteorder == "big"
+#: A zero state array: new ones are slices of it, allocated at their exact size.
+_ZEROS: Final = array("d", [0.0]) * STATE_SIZE
 
 
 class StateFormatError(ValueError):
@@ -115,8 +118,12 @@ def account_params(grace_period: int, min_std: float = 0.35) -> RateParams:
     )
 
 
-class AccountBaseline:
+class AccountBaseline(array):
     """Online baseline and profile of one account, in one compact float array.
+
+    The baseline *is* its state array (an ``array('d')`` of :data:`STATE_SIZE` floats with
+    a few slots): one object per account, not an object and its array (40 B and one
+    GC-tracked object less per account).
 
     Parameters
     ----------
@@ -128,22 +135,36 @@ class AccountBaseline:
     prior
         Optional cohort prior: ``{"requests": (median, std), "output_tokens": (...)}`` on
         the log1p scale, from :meth:`detectors.population.PopulationModel.prior`.
+    account_id
+        Whose baseline; kept as :attr:`account_id`, never saved.
     """
 
-    __slots__ = ("_p", "_po", "_s", "threshold")
+    __slots__ = ("_p", "_po", "account_id", "bucket", "threshold")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AccountBaseline:
+        # Exactly STATE_SIZE zeros (array("d", bytes) over-allocates 40 B); __init__ fills
+        # them in.
+        return array.__new__(cls, "d", _ZEROS)
 
     def __init__(
         self,
         grace_period: int = 5,
         threshold: float = 6.0,
         prior: dict[str, tuple[float, float]] | None = None,
+        account_id: str | None = None,
     ) -> None:
+        #: Whose baseline (not saved: the state store's key is the id). The pipeline hands
+        #: this one string object to every detector, so an account's id is kept once, not
+        #: once per window it was read from.
+        self.account_id = account_id
+        #: The pipeline's eviction bucket of the account's last activity (not saved).
+        self.bucket: int | None = None
         self._p = account_params(grace_period)
         # Output tokens per window swing more than counts (one long answer is 10x a short
         # one): a wider floor.
         self._po = account_params(grace_period, 0.7)
         self.threshold = threshold
-        s = array("d", bytes(8 * STATE_SIZE))
+        s = self
         s[_CREATED] = math.nan
         s[_FIRST_SEEN] = math.nan
         s[_LAST_TS] = math.nan
@@ -157,7 +178,25 @@ class AccountBaseline:
                     s[off + 0] = float(grace_period)
                     s[off + 1] = s[off + 3] = s[off + 6] = med
                     s[off + 2] = s[off + 4] = std / 1.2533
-        self._s = s
+
+    @property
+    def _s(self) -> AccountBaseline:
+        """The state array (the object itself; kept for callers that read it)."""
+        return self
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # array's own would drop the slots: copy and pickle go through the saved form.
+        return (_restore, (self.to_bytes(), self.account_id))
+
+    def __copy__(self) -> AccountBaseline:
+        return _restore(self.to_bytes(), self.account_id)
+
+    def __deepcopy__(self, memo: Any) -> AccountBaseline:
+        return _restore(self.to_bytes(), self.account_id)
+
+    def __repr__(self) -> str:
+        return (f"AccountBaseline(account_id={self.account_id!r}, windows={self.windows}, "
+                f"threshold={self.threshold})")
 
     @property
     def grace_period(self) -> int:
@@ -167,14 +206,14 @@ class AccountBaseline:
 
     def learn_one(self, x: dict[str, Any]) -> None:
         """Learn the window's request count and output tokens."""
-        s, p = self._s, self._p
+        s, p = self, self._p
         rate_learn_at(s, p, _REQ, math.log1p(x["requests"]))
         rate_learn_at(s, self._po, _OUT, math.log1p(x["output_tokens"]))
 
     def signal_scores(self, x: dict[str, Any], lift: float = 0.0) -> dict[str, float]:
         """Robust z of each signal (0 during warm-up). ``lift`` (log scale) is subtracted
         first: the population-wide rise of this window (a launch day lifts every account)."""
-        s, p = self._s, self._p
+        s, p = self, self._p
         return {
             "requests": rate_z_at(s, p, _REQ, math.log1p(x["requests"]) - lift),
             "output_tokens": rate_z_at(
@@ -185,12 +224,12 @@ class AccountBaseline:
     def log_scores(self, log_requests: float, log_output: float) -> tuple[float, float]:
         """Robust z of log1p(requests) and log1p(output tokens): the fast path of
         :meth:`signal_scores` for the pipeline."""
-        s = self._s
+        s = self
         return rate_z(s, self._p, log_requests, _REQ), rate_z(s, self._po, log_output, _OUT)
 
     def learn_log(self, log_requests: float, log_output: float) -> None:
         """:meth:`learn_one` on values already on the log1p scale."""
-        s = self._s
+        s = self
         rate_learn(s, self._p, log_requests, _REQ)
         rate_learn(s, self._po, log_output, _OUT)
 
@@ -202,10 +241,10 @@ class AccountBaseline:
 
     def expected_log(self, signal: str) -> float:
         """The level (log1p scale) the baseline expects for ``signal``."""
-        return self._s[(_REQ if signal == "requests" else _OUT) + 1]
+        return self[(_REQ if signal == "requests" else _OUT) + 1]
 
     def seen(self, signal: str = "requests") -> int:
-        return int(self._s[(_REQ if signal == "requests" else _OUT)])
+        return int(self[(_REQ if signal == "requests" else _OUT)])
 
     def baseline(self) -> dict[str, float]:
         """Current expected values in natural units, for evidence."""
@@ -225,7 +264,7 @@ class AccountBaseline:
         harvest_like: int = 0,
     ) -> None:
         """Fold one closed window into the long-run profile (timing, shares, totals)."""
-        s = self._s
+        s = self
         if harvest_like or s[_HARVEST_H]:
             prev_ts = s[_LAST_TS]
             h = s[_HARVEST_H]
@@ -277,51 +316,51 @@ class AccountBaseline:
 
     @property
     def windows(self) -> int:
-        return int(self._s[_WINDOWS])
+        return int(self[_WINDOWS])
 
     def age_days(self, now: float) -> float:
         """Days since creation (NaN if the gateway never said)."""
-        c = self._s[_CREATED]
+        c = self[_CREATED]
         return math.nan if math.isnan(c) else max(0.0, (now - c) / _DAY)
 
     @property
     def timing_spread(self) -> float:
         """Standard deviation of log inter-window gaps; NaN before three gaps."""
-        s = self._s
+        s = self
         return math.sqrt(max(s[_GAP_VAR], 0.0)) if s[_GAP_N] >= 3 else math.nan
 
     @property
     def last_ts(self) -> float:
         """Newest event time seen (NaN before the first window)."""
-        return self._s[_LAST_TS]
+        return self[_LAST_TS]
 
     @property
     def hourly_requests(self) -> float:
-        return self._s[_HOUR_REQ]
+        return self[_HOUR_REQ]
 
     def harvest_shift(self) -> tuple[float, float, float]:
         """(harvest-like requests over the last hour, the account's usual amount, Poisson z):
         an established account that starts producing long single-turn answers."""
-        h, b = self._s[_HARVEST_H], self._s[_HARVEST_BASE]
+        h, b = self[_HARVEST_H], self[_HARVEST_BASE]
         return h, b, (h - b) / math.sqrt(b + 1.0)
 
     @property
     def usual_single_turn_share(self) -> float:
         """Single-turn share with a long memory (~200 active windows)."""
-        return self._s[_SINGLE_SLOW]
+        return self[_SINGLE_SLOW]
 
     @property
     def daily_output_tokens(self) -> float:
-        return self._s[_DAY_OUT]
+        return self[_DAY_OUT]
 
     @property
     def totals(self) -> tuple[float, float]:
         """(requests, output tokens) since first seen."""
-        return self._s[_TOTAL_REQ], self._s[_TOTAL_OUT]
+        return self[_TOTAL_REQ], self[_TOTAL_OUT]
 
     def profile(self, now: float) -> dict[str, float]:
         """The long-run profile, for extraction-likeness and evidence."""
-        s = self._s
+        s = self
         return {
             "single_turn_share": s[_SINGLE],
             "max_tokens_share": s[_MAXTOK],
@@ -337,7 +376,7 @@ class AccountBaseline:
         Harvesting clients are single-turn; among those, long outputs, frequent
         ``max_tokens`` stops and a young account each add weight.
         """
-        s = self._s
+        s = self
         if s[_SINGLE] < 0.8:
             return 0.0
         f_max = min(1.0, s[_MAXTOK] / 0.2)
@@ -349,29 +388,29 @@ class AccountBaseline:
 
     def observe_ramp(self, ts: float, harvest_like: int, max_gap_h: int) -> None:
         """Fold the window (first event at ``ts``) into the ``account_ramp`` run."""
-        ramp_observe(self._s, _RAMP, ts, harvest_like, max_gap_h)
+        ramp_observe(self, _RAMP, ts, harvest_like, max_gap_h)
 
     def ramp_stats(self) -> tuple[float, float, float, float]:
         """(run hours, hours with harvest, harvest-like answers, trend z): detectors.ramp."""
-        return ramp_stats(self._s, _RAMP)
+        return ramp_stats(self, _RAMP)
 
     def streak(self, anomalous: bool) -> int:
         """Count consecutive anomalous windows (reset by a normal one); return the count."""
-        s = self._s
+        s = self
         s[_STREAK] = s[_STREAK] + 1.0 if anomalous else 0.0
         return int(s[_STREAK])
 
     @property
     def last_flag(self) -> float:
-        return self._s[_LAST_FLAG]
+        return self[_LAST_FLAG]
 
     @last_flag.setter
     def last_flag(self, ts: float) -> None:
-        self._s[_LAST_FLAG] = ts
+        self[_LAST_FLAG] = ts
 
     def nbytes(self) -> int:
-        """Bytes of this baseline (object, slots and the state array)."""
-        return sys.getsizeof(self) + sys.getsizeof(self._s)
+        """Bytes of this baseline (object, slots and the state array: one object)."""
+        return sys.getsizeof(self)
 
     # -- durable form ------------------------------------------------------------------------
 
@@ -393,7 +432,7 @@ class AccountBaseline:
         ...
         detectors.baseline.StateFormatError: unknown state format version 0x80 (pickle from ...)
         """
-        s = self._s
+        s = self
         if _BIG_ENDIAN:
             s = array("d", s)
             s.byteswap()
@@ -430,18 +469,24 @@ class AccountBaseline:
             raise StateFormatError(f"grace period {grace} outside 1..{MAX_GRACE}")
         if not (math.isfinite(threshold) and threshold > 0.0):
             raise StateFormatError(f"threshold {threshold!r} is not a positive finite number")
-        s = array("d")
-        s.frombytes(blob[HEADER.size :])
+        self = array.__new__(cls, "d", _ZEROS)
+        memoryview(self).cast("B")[:] = blob[HEADER.size :]
         if _BIG_ENDIAN:
-            s.byteswap()
-        if not ramp_valid(s, _RAMP):
+            self.byteswap()
+        if not ramp_valid(self, _RAMP):
             raise StateFormatError("ramp run state out of range")
-        self = cls.__new__(cls)
+        self.account_id = None
+        self.bucket = None
         self._p = account_params(grace)
         self._po = account_params(grace, 0.7)
         self.threshold = threshold
-        self._s = s
         return self
+
+
+def _restore(blob: bytes, account_id: str | None) -> AccountBaseline:
+    base = AccountBaseline.from_bytes(blob)
+    base.account_id = account_id
+    return base
 
 
 def rate_learn_at(s: array[float], p: RateParams, off: int, x: float) -> None:

@@ -124,20 +124,24 @@ class _Young:
     last_ts: float = 0.0
     # Insertion-ordered (a dict, not a set): the order keys link accounts decides which key
     # a union credits, and a set's order depends on the process's hash seed, so a worker and
-    # replay (or two replays) would report different evidence.
-    keys: dict[str, None] = field(default_factory=dict)
+    # replay (or two replays) would report different evidence. None until it is a suspect
+    # (most young accounts never are): an empty dict is 64 bytes.
+    keys: dict[str, None] | None = None
     # Whether it has been registered on all of ``keys`` as a suspect; from then on only each
     # window's own keys need linking (a long-lived account has thousands of prompt bands).
     registered: bool = False
     # Group root (or lone account) -> the one prompt band it shares with this account so
     # far: a single band is no link, a second distinct one is (see ``CohortDetector._band``).
-    bands: dict[str, str] = field(default_factory=dict)
+    # None until the first such band.
+    bands: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
 class _Key:
     members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
-    old: set[str] = field(default_factory=set)  # capped sample of old accounts
+    # Capped sample of old accounts; None while there is none (an empty set is 216 bytes,
+    # and most keys are only ever used by young accounts).
+    old: set[str] | None = None
     last_ts: float = 0.0
     # Every member is in one union-find group: a new suspect needs one union through this
     # key, not one per member (a campaign's card or /24 holds up to max_key_members).
@@ -281,8 +285,12 @@ class CohortDetector:
             # Established users of a key: only keys a young suspect already brought in.
             for k in keys:
                 stat = self._keys.get(k)
-                if stat is not None and len(stat.old) < self.max_key_members:
-                    stat.old.add(aid)
+                if stat is not None:
+                    old = stat.old
+                    if old is None:
+                        old = stat.old = set()
+                    if len(old) < self.max_key_members:
+                        old.add(aid)
             return
         young = self._young
         rec = young.get(aid)
@@ -305,6 +313,8 @@ class CohortDetector:
             # its card, /24 and cohort recur in every window it sends, should it become one.
             return
         own = rec.keys
+        if own is None:
+            own = rec.keys = {}
         for k in keys:
             # Capped: an account older than a throwaway sends many prompts, each with its
             # own bands; the first keys are the ones that link it before it is a suspect.
@@ -402,23 +412,29 @@ class CohortDetector:
         if (other is not None and rec.age_days < self.fresh_days
                 and other.age_days < self.fresh_days):
             return True
-        first = rec.bands.get(root)
+        bands = rec.bands
+        first = bands.get(root) if bands is not None else None
         if first is not None and first != k:
-            del rec.bands[root]
+            del bands[root]
             return True
         if other is not None:
-            other_first = other.bands.get(own_root)
+            other_bands = other.bands
+            other_first = other_bands.get(own_root) if other_bands is not None else None
             if other_first is not None and other_first != k:
-                del other.bands[own_root]
+                del other_bands[own_root]
                 return True
-            if len(other.bands) < self.max_account_keys:
-                other.bands.setdefault(own_root, k)
-        if len(rec.bands) < self.max_account_keys:
-            rec.bands.setdefault(root, k)
+            if other_bands is None:
+                other_bands = other.bands = {}
+            if len(other_bands) < self.max_account_keys:
+                other_bands.setdefault(own_root, k)
+        if bands is None:
+            bands = rec.bands = {}
+        if len(bands) < self.max_account_keys:
+            bands.setdefault(root, k)
         return False
 
     def _usable(self, stat: _Key) -> bool:
-        n_old = len(stat.old)
+        n_old = len(stat.old) if stat.old is not None else 0
         return n_old <= self.max_old_share * (n_old + len(stat.members))
 
     def _find(self, a: str) -> str:
@@ -548,7 +564,7 @@ class CohortDetector:
         # Both dicts are in order of last activity (see learn_one): the expired ones lead.
         gone = list(takewhile(lambda a: self._young[a].last_ts < cutoff, self._young))
         for a in gone:
-            for k in self._young.pop(a).keys:
+            for k in self._young.pop(a).keys or ():
                 stat = self._keys.get(k)
                 if stat is not None:
                     stat.members.pop(a, None)

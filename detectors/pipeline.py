@@ -169,9 +169,17 @@ class Detection:
         # a window never straddles two buckets), and a heap of the live bucket numbers.
         self.account_ttl_s = account_ttl_s
         self._bucket_s = window_s * max(1, round(account_ttl_s / 128 / window_s))
-        self._bucket_of: dict[str, int] = {}
-        self._by_bucket: dict[int, set[str]] = {}
+        # An account's bucket is kept on its baseline (AccountBaseline.bucket: a slot, where a
+        # dict of account -> bucket was ~40 bytes an account); bucket -> accounts filed there
+        # when they moved to it. An entry is not removed when the account moves on (or is
+        # dropped): eviction skips accounts whose bucket is no longer this one. A list entry
+        # is 8 bytes, a set entry was 30-50. Stale entries are counted per bucket and a list
+        # is compacted once more than half of it is stale: an account active all week passes
+        # through every bucket, and must not keep an entry in each (nor did a set shrink).
+        self._by_bucket: dict[int, list[str]] = {}
+        self._stale: dict[int, int] = {}
         self._bucket_heap: list[int] = []
+        self._last_bucket = -1  # the last bucket number filed (one int object per bucket)
         self.accounts_evicted = 0
 
     @property
@@ -204,11 +212,15 @@ class Detection:
         is only ever parsed as numbers: whoever can write to the changelog topic cannot make
         this run code."""
         base = AccountBaseline.from_bytes(blob)
+        base.account_id = account_id
+        old = self._baselines.get(account_id)
+        if old is not None and old.bucket is not None:
+            self._left(old.bucket)
         self._baselines[account_id] = base
         ts = base.last_ts
         # A forged or never-observed time files the account as long idle: evicted at the
         # next window close instead of never.
-        self._mark_active(account_id, ts if math.isfinite(ts) else 0.0)
+        self._mark_active(base, ts if math.isfinite(ts) else 0.0)
 
     def has_open_window(self, account_id: str) -> bool:
         """Whether the account has counters in a window that has not closed yet."""
@@ -218,10 +230,9 @@ class Detection:
         """Forget accounts another worker now owns: their state and open-window counters."""
         ids = set(account_ids)
         for account_id in ids:
-            self._baselines.pop(account_id, None)
-            b = self._bucket_of.pop(account_id, None)
-            if b is not None:
-                self._by_bucket[b].discard(account_id)
+            base = self._baselines.pop(account_id, None)
+            if base is not None and base.bucket is not None:
+                self._left(base.bucket)  # its _by_bucket entry is now stale
         self.windower.drop(ids)
 
     def add(self, ev: Event) -> bool:
@@ -234,29 +245,52 @@ class Detection:
         for closed in self.windower.close_until(watermark):
             self.windows_closed += 1
             self._touched.update(closed.accounts)
-            mark = self._mark_active
-            for account_id in closed.accounts:
-                mark(account_id, closed.start)
             out.extend(self._detect(closed))
+            # Filed after detection, which made the new accounts' baselines (an account
+            # whose detection failed before that has no state to evict).
+            mark, baselines, start = self._mark_active, self._baselines, closed.start
+            for account_id in closed.accounts:
+                base = baselines.get(account_id)
+                if base is not None:
+                    mark(base, start)
             self._evict(closed.end)
         return out
 
     # -- eviction of inactive accounts (event time) --------------------------------------------
 
-    def _mark_active(self, account_id: str, ts: float) -> None:
+    def _mark_active(self, base: AccountBaseline, ts: float) -> None:
         b = int(ts // self._bucket_s)
-        old = self._bucket_of.get(account_id)
-        if old == b:
+        if base.bucket == b:
             return
-        by_bucket = self._by_bucket
+        if b == self._last_bucket:
+            b = self._last_bucket  # the same int object for every account of the bucket
+        else:
+            self._last_bucket = b
+        old = base.bucket
+        base.bucket = b
         if old is not None:
-            by_bucket[old].discard(account_id)
-        self._bucket_of[account_id] = b
+            self._left(old)  # its entry there is now stale
+        account_id = base.account_id  # the id object its state is keyed by
+        by_bucket = self._by_bucket
         ids = by_bucket.get(b)
         if ids is None:
-            ids = by_bucket[b] = set()
+            ids = by_bucket[b] = []
             heapq.heappush(self._bucket_heap, b)
-        ids.add(account_id)
+        ids.append(account_id)
+
+    def _left(self, b: int) -> None:
+        """An account's entry in bucket ``b``'s list went stale; compact the list once more
+        than half of it is (amortised O(1) per move; duplicates go too)."""
+        filed = self._by_bucket.get(b)
+        if filed is None:
+            return
+        n = self._stale.get(b, 0) + 1
+        if 2 * n > len(filed):
+            baselines = self._baselines
+            self._by_bucket[b] = [a for a in dict.fromkeys(filed)
+                                  if (x := baselines.get(a)) is not None and x.bucket == b]
+            n = 0
+        self._stale[b] = n
 
     def _evict(self, now: float) -> None:
         """Drop every account whose last-activity bucket ended ``account_ttl_s`` before
@@ -265,13 +299,19 @@ class Detection:
         cutoff = now - self.account_ttl_s
         heap, by_bucket, bs = self._bucket_heap, self._by_bucket, self._bucket_s
         while heap and (heap[0] + 1) * bs <= cutoff:
-            ids = by_bucket.pop(heapq.heappop(heap), None)
-            if not ids:
+            b = heapq.heappop(heap)
+            self._stale.pop(b, None)
+            filed = by_bucket.pop(b, None)
+            if not filed:
                 continue
+            baselines = self._baselines
+            # The accounts still in this bucket (an entry whose account moved on, or was
+            # dropped, is stale; one filed twice here is evicted once).
+            ids = {a for a in filed
+                   if (base := baselines.get(a)) is not None and base.bucket == b}
             for account_id in ids:
-                del self._bucket_of[account_id]
-                if self._baselines.pop(account_id, None) is not None:
-                    self.accounts_evicted += 1
+                del baselines[account_id]
+            self.accounts_evicted += len(ids)
             self._touched.update(ids)
 
     # -- per closed window ---------------------------------------------------------------------
@@ -306,7 +346,8 @@ class Detection:
                 prior = {"requests": req, "output_tokens": out}
             self._priors[tier] = prior
         base = self._baselines[account_id] = AccountBaseline(
-            grace_period=self.account_grace, threshold=self.account_threshold, prior=prior
+            grace_period=self.account_grace, threshold=self.account_threshold, prior=prior,
+            account_id=account_id,
         )
         return base
 
@@ -345,6 +386,10 @@ class Detection:
                 base = baselines.get(account_id)
                 if base is None:
                     base = self._baseline(account_id, tier)
+                elif base.account_id is not None:
+                    # The id object the account's state is already keyed by: every detector
+                    # below keeps this one, not a copy per window (the window's is freed).
+                    account_id = base.account_id
                 n = acc.requests
                 out_tok = acc.output_tokens
                 lreq = log1p(n)
