@@ -77,10 +77,14 @@ STATE_SIZE: Final = _RAMP + RAMP_SIZE
 #: Version byte that starts every saved baseline. Layout (little-endian, no padding):
 #: version ``B``, grace period ``I``, threshold ``d``, array length ``I`` (:data:`HEADER`),
 #: then the state array as that many float64. Bump it when the layout or the meaning of a
-#: slot changes; an old blob is then rejected and the account relearns from its cohort.
-#: (Pickle, the format before version 1, starts with 0x80 and is rejected the same way.)
-#: Version 2 appended the ``account_ramp`` run (7 floats, validated on decode).
+#: slot changes; a blob of an unknown version is then rejected and the account relearns
+#: from its cohort. (Pickle, the format before version 1, starts with 0x80 and is rejected
+#: the same way.) Version 2 appended the ``account_ramp`` run (7 floats, validated on
+#: decode); a version-1 blob is still read, with an empty run, so an upgrade keeps every
+#: account's history.
 FORMAT_VERSION: Final = 2
+#: Array length per readable version: version 1 lacked the ramp run.
+_SIZES: Final = {1: _RAMP, FORMAT_VERSION: STATE_SIZE}
 HEADER: Final = struct.Struct("<BIdI")
 #: Largest grace period a saved baseline may claim (the configuration allows 1..1000).
 MAX_GRACE: Final = 100_000
@@ -450,7 +454,7 @@ class AccountBaseline(array):
         if n_bytes == 0:
             raise StateFormatError("empty state record")
         version = blob[0]
-        if version != FORMAT_VERSION:
+        if version not in _SIZES:
             hint = " (pickle from an older distillwatch? this account will relearn)"
             raise StateFormatError(
                 f"unknown state format version 0x{version:02x}"
@@ -459,8 +463,10 @@ class AccountBaseline(array):
         if n_bytes < HEADER.size:
             raise StateFormatError(f"state record truncated: {n_bytes} bytes < header")
         _, grace, threshold, size = HEADER.unpack_from(blob)
-        if size != STATE_SIZE:
-            raise StateFormatError(f"state array has {size} floats, expected {STATE_SIZE}")
+        if size != _SIZES[version]:
+            raise StateFormatError(
+                f"state array has {size} floats, expected {_SIZES[version]} (version {version})"
+            )
         if n_bytes != HEADER.size + 8 * size:
             raise StateFormatError(
                 f"state record is {n_bytes} bytes, expected {HEADER.size + 8 * size}"
@@ -470,7 +476,8 @@ class AccountBaseline(array):
         if not (math.isfinite(threshold) and threshold > 0.0):
             raise StateFormatError(f"threshold {threshold!r} is not a positive finite number")
         self = array.__new__(cls, "d", _ZEROS)
-        memoryview(self).cast("B")[:] = blob[HEADER.size :]
+        # A version-1 blob fills the slots before the ramp run; the run stays empty (zeros).
+        memoryview(self).cast("B")[: 8 * size] = blob[HEADER.size :]
         if _BIG_ENDIAN:
             self.byteswap()
         if not ramp_valid(self, _RAMP):

@@ -135,6 +135,22 @@ def test_an_old_pickled_baseline_is_rejected_with_a_clear_message():
     assert "this account will relearn" in str(err.value)
 
 
+def test_a_version_1_baseline_keeps_its_history_with_an_empty_ramp_run():
+    # What version 1 wrote: the same header and the state array without the 7 ramp floats.
+    b = _trained()
+    ramp = STATE_SIZE - 43
+    v1 = HEADER.pack(1, b.grace_period, b.threshold, 43) + b._s[:43].tobytes()
+    old = AccountBaseline.from_bytes(v1)
+    assert old._s[:43].tobytes() == b._s[:43].tobytes()  # NaN marks unset slots
+    assert list(old._s[43:]) == [0.0] * ramp
+    assert old.ramp_stats()[0] == 0.0
+    assert old.to_bytes()[0] == FORMAT_VERSION
+    assert AccountBaseline.from_bytes(old.to_bytes()).to_bytes() == old.to_bytes()
+    assert old.score_one({"requests": 10.0, "output_tokens": 5000.0}) == b.score_one(
+        {"requests": 10.0, "output_tokens": 5000.0}
+    )
+
+
 def _with_header(**kw: float) -> bytes:
     h = {"version": FORMAT_VERSION, "grace": 5, "threshold": 6.0, "size": STATE_SIZE} | kw
     return HEADER.pack(int(h["version"]), int(h["grace"]), h["threshold"], int(h["size"]))
@@ -150,6 +166,8 @@ def _with_header(**kw: float) -> bytes:
         (_with_header(size=STATE_SIZE + 1) + bytes(8 * (STATE_SIZE + 1)), "floats"),
         (_with_header(size=2**32 - 1), "floats"),  # a huge claimed size allocates nothing
         (_with_header(version=3) + bytes(8 * STATE_SIZE), "version 0x03"),
+        # Version 1 had no ramp run: its header must not smuggle in a version-2 array.
+        (_with_header(version=1) + bytes(8 * STATE_SIZE), "expected 43 (version 1)"),
         (_with_header(grace=0) + bytes(8 * STATE_SIZE), "grace"),
         (_with_header(grace=2**32 - 1) + bytes(8 * STATE_SIZE), "grace"),
         (_with_header(threshold=math.nan) + bytes(8 * STATE_SIZE), "threshold"),
