@@ -29,7 +29,7 @@ Examples
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.clusters import ClusterDetector
 from detectors.findings import Finding
@@ -50,6 +50,28 @@ log = logging.getLogger(__name__)
 #: Detectors whose findings campaign assembly emits (their alerts follow its watermark):
 #: its own, and the swarm groups it passes on when they are no campaign's.
 CAMPAIGN_DETECTORS = frozenset({"cluster_campaign", "cluster_model_pivot", "cohort_swarm"})
+
+
+class Candidate(NamedTuple):
+    """What campaign assembly keeps of a template candidate's newest summary: the fields a
+    founder found windows later joins its campaign with (issue 16: the whole summary, with
+    its keys, models and fingerprints, was ~2 KB per candidate)."""
+
+    account_id: str
+    window_start: float
+    extraction: float
+    young: bool
+    regular: bool
+    org: str | None
+
+    @classmethod
+    def of(cls, s: AccountSummary) -> Candidate:
+        return cls(s.account_id, s.window_start, s.extraction, s.young, s.regular, s.org)
+
+    def to_wire(self) -> dict[str, Any]:
+        """As a summary on the wire (what snapshots hold), without the fields not kept."""
+        return AccountSummary(self.account_id, self.window_start, [], self.extraction,
+                              self.young, self.regular, 0, 0, self.org, None, []).to_wire()
 
 
 class _Pending:
@@ -121,7 +143,7 @@ class CampaignAssembly:
         self.boundary = float("-inf")
         # The newest summary of each template candidate of this cluster window: a founder
         # found windows after it was seen joins with what it looked like then.
-        self._candidates: dict[str, AccountSummary] = {}
+        self._candidates: dict[str, Candidate] = {}
         self.duplicates = 0
         self.late = 0
         self.rejected = 0
@@ -222,12 +244,12 @@ class CampaignAssembly:
                 gid = templates.lookup(v, end)
                 if gid is None:
                     templates.add(v, account_id)
-                    candidates[account_id] = s
+                    candidates[account_id] = Candidate.of(s)
                 elif gid not in seen_groups:
                     seen_groups.add(gid)
                     keys.append(("tpl", gid))
             if account_id in candidates:
-                candidates[account_id] = s
+                candidates[account_id] = Candidate.of(s)
             clusters.observe(
                 account_id, keys, extraction=s.extraction, young=s.young, regular=s.regular,
                 requests=s.requests, output_tokens=s.output_tokens, org=s.org,
@@ -236,7 +258,7 @@ class CampaignAssembly:
         # Template groups founded in this window count their founders right away.
         for account_id, gid in templates.promote(end).items():
             now = pend.summaries.get(account_id)
-            s = now or candidates.get(account_id)
+            s: AccountSummary | Candidate | None = now or candidates.get(account_id)
             if s is None:
                 continue
             clusters.observe(

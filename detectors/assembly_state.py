@@ -9,7 +9,7 @@ and anything that does not fit the schema raises :class:`StateFormatError`.
 
 Examples
 --------
->>> from detectors.assembly import CampaignAssembly
+>>> from detectors.assembly import CampaignAssembly, Candidate
 >>> asm = CampaignAssembly(window_s=60, cluster_min_members=5)
 >>> for minute in range(3):
 ...     susp = [{"a": f"h{i}", "w": minute * 60.0, "k": [["pay", "card-1"]], "x": 0.8,
@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.assembly import CampaignAssembly
+from detectors.assembly import CampaignAssembly, Candidate
 from detectors.campaigns import Campaign
 from detectors.keyagg import KeyAgg, KeyBaseline
 from detectors.keys import KIND_NAMES, Key
@@ -222,7 +222,8 @@ def load(asm: CampaignAssembly, state: Any) -> CampaignAssembly:
         asm.boundary = _num(a["b"])
         asm.parts = _int(a["parts"])
         asm._marks = {_int(p): _num(x) for p, x in map(_list, _list(a["marks"]))}
-        cands = [AccountSummary.from_wire(x) for x in _list(a["cand"])]
+        # Snapshots before Candidate held whole summaries: the same fields are read.
+        cands = [Candidate.of(AccountSummary.from_wire(x)) for x in _list(a["cand"])]
         asm._candidates = {x.account_id: x for x in cands}
         asm.duplicates, asm.late, asm.rejected, asm.windows = map(_int, _list(a["n"]))
         cd = asm.clusters

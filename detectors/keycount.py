@@ -31,14 +31,102 @@ False
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 from detectors.summary import ChunkLedger, chunk_of
 
 __all__ = ["KeyCounter"]
 
 log = logging.getLogger(__name__)
+
+
+def label_hashes(labels: Iterable[str]) -> np.ndarray:
+    """Stable 64-bit hashes of key labels (blake2b, 8-byte digest, little-endian): the same
+    in every process and run, unlike the salted built-in ``hash``.
+
+    >>> label_hashes(["pay:c1", "asn:1"]).tolist() == [
+    ...     int.from_bytes(hashlib.blake2b(b"pay:c1", digest_size=8).digest(), "little"),
+    ...     int.from_bytes(hashlib.blake2b(b"asn:1", digest_size=8).digest(), "little")]
+    True
+    """
+    b2 = hashlib.blake2b
+    return np.frombuffer(b"".join([b2(s.encode(), digest_size=8).digest() for s in labels]),
+                         dtype="<u8")
+
+
+# Counts stay int64 while no sum can reach this; past it they become Python ints (exact).
+_INT64_LIMIT = 2**63
+
+
+class Totals:
+    """Running counts per key, keyed by the 64-bit hash of the label: two arrays sorted by
+    hash (``uint64`` hashes, ``int64`` counts), 16 B per key, no label strings. The labels
+    that go on the wire are those a suspicious account touched, which the open window
+    keeps; the total only has to be found again by their hash.
+
+    Two labels with the same hash would share one total. With 64-bit hashes and ``k`` keys
+    in a cluster window the chance is about ``k**2 / 2**65``: ~3e-6 per cluster window at
+    10^7 keys, ~3e-10 at 10^5 (see docs/performance.md, "Detector state per account").
+
+    >>> t = Totals()
+    >>> t.add(["a", "b"], [2, 3]); t.add(["b", "c"], [1, 5])
+    >>> t.get(["c", "b", "zz", "a"])
+    [5, 4, 0, 2]
+    >>> len(t)
+    3
+    """
+
+    __slots__ = ("counts", "keys")
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.counts: np.ndarray = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, labels: Iterable[str], counts: Iterable[int]) -> None:
+        """Add ``counts`` to the totals of ``labels`` (labels may repeat)."""
+        h = label_hashes(labels)
+        if not len(h):
+            return
+        n = list(counts)
+        top = (int(self.counts.max()) if len(self.counts) else 0) + max(n) * len(n)
+        if top >= _INT64_LIMIT and self.counts.dtype != object:
+            self.counts = self.counts.astype(object)
+        n_arr = np.array(n, dtype=self.counts.dtype)
+        order = np.argsort(h, kind="stable")
+        h, n_arr = h[order], n_arr[order]
+        if len(h) > 1:
+            starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
+            if len(starts) < len(h):  # a label twice, or two labels of one hash
+                h, n_arr = h[starts], np.add.reduceat(n_arr, starts)
+        keys, tot = self.keys, self.counts
+        pos = np.searchsorted(keys, h)
+        found = pos < len(keys)
+        found[found] = keys[pos[found]] == h[found]
+        tot[pos[found]] += n_arr[found]
+        new = ~found
+        if new.any():
+            at = pos[new]
+            self.keys = np.insert(keys, at, h[new])
+            self.counts = np.insert(tot, at, n_arr[new])
+
+    def get(self, labels: Iterable[str]) -> list[int]:
+        """The totals of ``labels`` (0 for a label never added), as Python ints."""
+        h = label_hashes(labels)
+        keys = self.keys
+        if not len(h) or not len(keys):
+            return [0] * len(h)
+        pos = np.searchsorted(keys, h)
+        pos[pos == len(keys)] = 0
+        hit = keys[pos] == h
+        return np.where(hit, self.counts[pos], 0).tolist()
 
 
 class _Window:
@@ -73,7 +161,8 @@ class KeyCounter:
         self.sources = sources
         self._span = window_s * cluster_windows
         self._open: dict[float, _Window] = {}
-        self._tot: dict[str, int] = {}
+        # Per key hash, not label: see Totals (issue 16, state per account).
+        self._tot = Totals()
         self._cw_start = float("-inf")
         self._marks: dict[int, float] = {}
         self.boundary = float("-inf")
@@ -142,14 +231,14 @@ class KeyCounter:
             cw = w - w % self._span
             if cw > self._cw_start:
                 self._cw_start = cw
-                self._tot = {}
+                self._tot = Totals()
                 self._cw_first = win.first_offset
             elif self._cw_first is None:
                 self._cw_first = win.first_offset
-            tot = self._tot
-            for label, n in win.counts.items():
-                tot[label] = tot.get(label, 0) + n
-            keys = [[label, tot[label]] for label in sorted(win.touched)]
+            counts = win.counts
+            self._tot.add(counts, counts.values())
+            touched = sorted(win.touched)
+            keys = [[label, n] for label, n in zip(touched, self._tot.get(touched), strict=True)]
             wt = {"t": "wt", "w": w, "p": part, "keys": keys,
                   "susp": sorted(win.susp, key=lambda d: d["a"])}
             if win.groups:
