@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from detectors.account_evidence import account_finding, evidence_features
 from detectors.baseline import AccountBaseline
@@ -50,6 +50,13 @@ class ExtractionParams:
     population_z: float = 3.0
 
 
+#: Extraction-likeness from which a young account has the harvest profile (0.7 includes
+#: its youth; an old account needs :data:`OLD_PROFILE`). ``account_ramp`` gates on it too.
+YOUNG_PROFILE: Final = 0.7
+#: The full profile of an old account: 0.6 of the 0.65 it can reach.
+OLD_PROFILE: Final = 0.6
+
+
 class ExtractionRule:
     """The ``account_extraction`` rule.
 
@@ -68,7 +75,8 @@ class ExtractionRule:
 
     def eligible(self, extraction: float, young: bool, hourly: float) -> bool:
         """Whether the population z is worth computing (cheap gates first)."""
-        return extraction >= (0.7 if young else 0.6) and hourly >= self.params.min_hourly
+        return (extraction >= (YOUNG_PROFILE if young else OLD_PROFILE)
+                and hourly >= self.params.min_hourly)
 
     def score_one(self, x: dict[str, Any]) -> float:
         if not self.eligible(x["extraction"], bool(x["young"]), x["hourly_requests"]):

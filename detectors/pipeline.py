@@ -445,7 +445,7 @@ class Detection:
                 # The low-and-slow ramp: harvest sustained hour after hour (one run per
                 # account, counted on every window; judged only for young harvest profiles).
                 base.observe_ramp(acc.first_ts, acc.harvest_like, ramp_gap)
-                if young and extraction >= 0.7:
+                if ramp_rule.profiled(extraction, young):
                     rs = base.ramp_stats()
                     if ramp_rule.sustained(extraction=extraction, young=young, hours=rs[0],
                                            active=rs[1], trend_z=rs[3]):

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from detectors.account_evidence import account_finding, evidence_features
+from detectors.extraction_rule import YOUNG_PROFILE
 from detectors.findings import Finding
 
 if TYPE_CHECKING:
@@ -86,13 +87,18 @@ class RampRule:
     def __init__(self, params: RampParams | None = None) -> None:
         self.params = params or RampParams()
 
+    @staticmethod
+    def profiled(extraction: float, young: bool) -> bool:
+        """Whether the account is one the rule judges (young, harvest profile): the gate
+        before its run's statistics are worth computing."""
+        return young and extraction >= YOUNG_PROFILE
+
     def sustained(self, *, extraction: float, young: bool, hours: float, active: float,
                   trend_z: float) -> bool:
         """Harvesting hour after hour, not winding down: a harvester for the pair rule."""
         p = self.params
         return (
-            young
-            and extraction >= 0.7
+            self.profiled(extraction, young)
             and hours >= p.min_hours
             and active >= p.min_coverage * hours
             and trend_z >= p.trend_z
