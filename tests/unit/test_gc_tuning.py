@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 from streams.gc_tuning import GEN0_THRESHOLD, tune_gc
 
@@ -26,3 +27,39 @@ def test_tune_gc_raises_threshold_and_freezes_startup_objects() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class _Node:
+    __slots__ = ("__weakref__", "peer")
+
+
+def test_cycles_are_collected_without_an_explicit_collect() -> None:
+    """A flood of cyclic garbage (a rejected record's exception holds its traceback, which
+    holds the frame) must not wait for a collection nobody calls: the raised threshold still
+    triggers one automatically."""
+    before = gc.get_threshold()
+    was_enabled = gc.isenabled()
+    try:
+        gc.enable()
+        tune_gc()
+        freed = 0
+
+        def gone(_: object) -> None:
+            nonlocal freed
+            freed += 1
+
+        refs = []
+        first_passes = gc.get_stats()[0]["collections"]
+        for i in range(GEN0_THRESHOLD + 100_000):
+            a, b = _Node(), _Node()
+            a.peer, b.peer = b, a  # a cycle: reference counting alone never frees it
+            if i % 1000 == 0:
+                refs.append(weakref.ref(a, gone))
+        del a, b
+        assert gc.get_stats()[0]["collections"] > first_passes
+        assert freed > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+        if not was_enabled:
+            gc.disable()
