@@ -7,7 +7,12 @@ touched, to two places:
   record for an account goes to the partition its events came from), compacted where the
   broker supports it: the source of truth that any worker can restore from;
 - a local RocksDB (rocksdict) under ``worker.data_dir``, with the changelog offset it reflects
-  per partition, so a restarted worker reads only the changelog's tail.
+  per partition, so a restarted worker reads only the changelog's tail. It is opened in
+  rocksdict's *raw* mode: bytes in, bytes out. In its default mode rocksdict tags each value
+  with a type byte and *unpickles* a value tagged as an object, so anyone who could write to
+  the data folder could run code in the worker at its next restore. A folder written in that
+  mode (before 7 Dec 2026) is set aside, never read: it is a cache of the changelog, which
+  the worker then reads from the start.
 
 Records are :meth:`detectors.baseline.AccountBaseline.to_bytes` blobs (a version byte and
 plain float64s, never pickle): a record that does not decode — a pickle from an older
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from rocksdict import Rdict
+from rocksdict import Options, Rdict
 
 from detectors.baseline import StateFormatError
 from detectors.pipeline import Detection
@@ -44,6 +49,9 @@ __all__ = ["REJECT_REASONS", "AccountStateStore", "changelog_topic"]
 log = logging.getLogger(__name__)
 
 _OFFSET = b"\x00offset\x00"
+#: The row that says the database is raw-mode and ours (see :func:`open_raw`).
+_FORMAT = b"\x00format\x00"
+_FORMAT_VERSION = b"raw-1"
 
 #: Why a stored record was skipped: its value is not a current-format baseline, or its key
 #: is missing or not UTF-8.
@@ -56,6 +64,33 @@ def changelog_topic(app_id: str) -> str:
 
 def _key(partition: int, account_id: str) -> bytes:
     return b"%d\x00%s" % (partition, account_id.encode())
+
+
+def open_raw(path: Path) -> Rdict:
+    """Open (or create) the RocksDB at ``path`` in raw mode, where keys and values are the
+    bytes we wrote and nothing is ever unpickled. A database without this store's format row
+    (one that rocksdict's default mode made, with its values tagged and objects pickled, or
+    anything else) is moved aside to ``<path>.untrusted-<time>`` unread, left for an operator
+    to inspect or delete, and a new one is created."""
+    opts = Options(raw_mode=True)
+    opts.create_if_missing(True)
+    db = Rdict(str(path), options=opts)
+    fmt = db.get(_FORMAT)
+    if fmt == _FORMAT_VERSION:
+        return db
+    empty = next(iter(db.keys()), None) is None
+    if not empty:
+        db.close()
+        aside = path.with_name(f"{path.name}.untrusted-{time.time_ns()}")
+        path.rename(aside)
+        log.warning(
+            "local account state %s was not written by this version (rocksdict's default "
+            "mode, whose values can hold pickles, or unknown): moved to %s unread; the state "
+            "is restored from the changelog instead", safe(str(path)), safe(str(aside)),
+        )
+        db = Rdict(str(path), options=opts)
+    db[_FORMAT] = _FORMAT_VERSION
+    return db
 
 
 class AccountStateStore:
@@ -89,7 +124,7 @@ class AccountStateStore:
         self.topic = changelog_topic(app_id)
         path = Path(data_dir) / "account-state.rdb"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path))
+        self._db = open_raw(path)
         self.saved = 0
         self.evicted = 0
         self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)

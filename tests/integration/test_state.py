@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry
+from rocksdict import Rdict
 
 from detectors.events import Event
 from detectors.pipeline import Detection
@@ -247,3 +248,74 @@ def test_evicted_accounts_are_tombstoned_in_the_changelog_and_rocksdb(
         other.close()
     assert sorted(fresh_where) == ["keeper"] and loaded == 1
     assert fresh.export_account("keeper") == det.export_account("keeper")
+
+
+def test_a_local_store_that_can_hold_pickles_is_set_aside_unread(
+    broker: EmbeddedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The attacker writes the data folder with rocksdict's default mode, the one this store
+    used before, where a value that is an object is pickled and unpickled on read: the worker
+    must not read that folder at all, and restores every account from the changelog."""
+    app_id = f"state-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.bootstrap, {changelog_topic(app_id): PARTITIONS}, compact=True)
+    det, where = _detection_with(12)
+    store = AccountStateStore(broker.bootstrap, app_id, tmp_path / "b")
+    try:
+        asyncio.run(_save(store, det, where))
+    finally:
+        store.close()
+
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "a"
+    folder.mkdir()
+    old = Rdict(str(folder / "account-state.rdb"))  # default mode: values tagged, pickled
+    try:
+        old[_key(0, "acct-0")] = _Boom(marker)
+        old[b"\x00offset\x000"] = _Boom(marker)  # the offset row is read first
+    finally:
+        old.close()
+
+    caplog.set_level(logging.WARNING, logger="streams.state")
+    restored: dict[str, int | None] = {}
+    fresh = Detection()
+    store = AccountStateStore(broker.bootstrap, app_id, folder)
+    try:
+        loaded = asyncio.run(store.restore(range(PARTITIONS), fresh, restored))
+    finally:
+        store.close()
+    assert not marker.exists(), "the local store unpickled a value"
+    assert sorted(restored) == sorted(where) and loaded == len(where)
+    for a in where:
+        assert fresh.export_account(a) == det.export_account(a), a
+    aside = [p.name for p in folder.iterdir() if ".untrusted-" in p.name]
+    assert len(aside) == 1, "the old folder is kept for an operator, not deleted or read"
+    assert any("moved to" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pickle_type_tag_in_the_raw_store_is_just_bad_bytes(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """In raw mode a value that starts with rocksdict's pickle tag (0x06) is only bytes: it
+    fails to decode as state, is counted and deleted, and is never executed."""
+    app_id = f"state-{uuid.uuid4().hex[:8]}"
+    create_topics(broker.bootstrap, {changelog_topic(app_id): PARTITIONS}, compact=True)
+    det, where = _detection_with(6)
+    marker = tmp_path / "pwned"
+    tagged = b"\x06" + pickle.dumps(_Boom(marker), protocol=pickle.HIGHEST_PROTOCOL)
+    store = AccountStateStore(broker.bootstrap, app_id, tmp_path / "a")
+    try:
+        asyncio.run(_save(store, det, where))
+        store._db[_key(0, "evil")] = tagged
+        store._db[_key(1, "acct-1")] = tagged  # over a real account's row
+    finally:
+        store.close()
+    restored: dict[str, int | None] = {}
+    store = AccountStateStore(broker.bootstrap, app_id, tmp_path / "a")
+    try:
+        asyncio.run(store.restore(range(PARTITIONS), Detection(), restored))
+        assert store._db.get(_key(0, "evil")) is None
+    finally:
+        store.close()
+    assert not marker.exists()
+    assert store.rejected["bad_format"] == 2
+    assert "evil" not in restored and "acct-1" not in restored
