@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from rocksdict import Options, Rdict
+from rocksdict import Options, Rdict, WriteBatch
 
 from detectors.baseline import StateFormatError
 from detectors.pipeline import Detection
@@ -172,7 +172,11 @@ class AccountStateStore:
         # account: the per-message path of the producer cost more than the detectors.
         open_batches: dict[int, Any] = {}
         sends: list[tuple[asyncio.Future[Any], int]] = []
-        db = self._db
+        # RocksDB rows go in write batches: a put per account cost 5-6 µs, as much as the rest
+        # of the save together; in batches of 40 (one full record batch), ~3.5 µs; of 4,000,
+        # ~3 (40k accounts, a loaded machine). Each is written before the await that sends a
+        # record batch, so as before no row is still unwritten while other tasks run.
+        rows = WriteBatch(raw_mode=True)
         saved = 0
         for account_id in touched:
             blob = detection.export_account(account_id)
@@ -180,22 +184,25 @@ class AccountStateStore:
             if partition is None:
                 continue
             if blob is None:
-                del db[_key(partition, account_id)]
+                rows.delete(_key(partition, account_id))
                 # Keep the mapping while the account has counters in an open window: its
                 # state, recreated when that window closes, is saved to the same partition.
                 if not detection.has_open_window(account_id):
                     del account_partition[account_id]
             else:
-                db[_key(partition, account_id)] = blob
+                rows.put(_key(partition, account_id), blob)
             key = account_id.encode()
             batch = open_batches.get(partition)
             if batch is None:
                 batch = open_batches[partition] = producer.create_batch()
             if batch.append(key=key, value=blob, timestamp=None) is None:
+                self._db.write(rows)
+                rows = WriteBatch(raw_mode=True)
                 sends.append(await self._send(producer, batch, partition))
                 batch = open_batches[partition] = producer.create_batch()
                 batch.append(key=key, value=blob, timestamp=None)
             saved += 1
+        self._db.write(rows)
         for partition, batch in open_batches.items():
             sends.append(await self._send(producer, batch, partition))
         self.saved += saved

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from detectors.alerts import AlertBook, alert_id
-from detectors.findings import Finding
+from detectors.findings import SEVERITIES, Finding
 
 
 def f(w: int, score: float = 8.0, sev: str = "warning", entity: str = "a1", members=None):
@@ -71,3 +75,46 @@ def test_open_by_severity():
     book.observe(f(0, entity="x"))
     book.observe(f(0, entity="y", sev="critical"))
     assert book.open_by_severity() == {"info": 0, "warning": 1, "critical": 1}
+
+
+def _recount(book: AlertBook) -> dict[str, int]:
+    out = dict.fromkeys(SEVERITIES, 0)
+    for o in book._open.values():
+        out[o.severity] += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_open_by_severity_stays_equal_to_a_recount(seed: int) -> None:
+    """The counts are kept as alerts open, escalate, resolve (by a later finding or a tick)
+    and are reloaded: after any mix of those they equal counting the open alerts."""
+    rng = random.Random(seed)
+    book = AlertBook(window_s=60, quiet_windows=2)
+    restored = AlertBook(window_s=60, quiet_windows=2)
+    for step in range(3000):
+        w = step // 40
+        entity = f"a{rng.randrange(60)}"
+        detector = rng.choice(["account_baseline", "account_extraction"])
+        sev = rng.choice(SEVERITIES)
+        if rng.random() < 0.05:
+            book.tick(w * 60 + rng.choice([0, 120, 300]))
+        else:
+            book.observe(Finding("account", entity, detector, w * 60, w * 60 + 60, 5.0, 4.0, sev))
+        for key, rec in book.pop_dirty().items():
+            restored.load_key(key, rec)
+        assert book.open_by_severity() == _recount(book)
+        assert restored.open_by_severity() == _recount(restored) == _recount(book)
+    assert sum(book.open_by_severity().values()) == book.open_count > 0
+
+
+def test_a_stored_alert_with_an_unknown_severity_is_refused() -> None:
+    book = AlertBook()
+    f = Finding("account", "a1", "account_baseline", 0, 60, 9.0, 6.0, "warning")
+    book.observe(f)
+    rec = book.dump_key(("account", "a1", "account_baseline"))
+    assert rec is not None and rec["open"] is not None
+    rec["open"]["severity"] = "apocalyptic"
+    other = AlertBook()
+    with pytest.raises(KeyError):
+        other.load_key(("account", "a1", "account_baseline"), rec)
+    assert other.open_count == 0 and other.open_by_severity() == dict.fromkeys(SEVERITIES, 0)
