@@ -68,27 +68,42 @@ def _key(partition: int, account_id: str) -> bytes:
 
 def open_raw(path: Path) -> Rdict:
     """Open (or create) the RocksDB at ``path`` in raw mode, where keys and values are the
-    bytes we wrote and nothing is ever unpickled. A database without this store's format row
-    (one that rocksdict's default mode made, with its values tagged and objects pickled, or
-    anything else) is moved aside to ``<path>.untrusted-<time>`` unread, left for an operator
-    to inspect or delete, and a new one is created."""
+    bytes we wrote and nothing is ever unpickled.
+
+    The database is a cache of the changelog, so one that cannot be trusted or read is set
+    aside, never repaired or read: a database without this store's format row (one that
+    rocksdict's default mode made, with its values tagged and objects pickled, or anything
+    else), a corrupt one, or a file where the folder should be is moved to
+    ``<path>.untrusted-<ns>`` for an operator to inspect or delete, and a new one is created.
+    A database locked by another process is left alone: that is a configuration error
+    (two workers sharing ``worker.data_dir``), reported as such."""
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
-    db = Rdict(str(path), options=opts)
-    fmt = db.get(_FORMAT)
-    if fmt == _FORMAT_VERSION:
-        return db
-    empty = next(iter(db.keys()), None) is None
-    if not empty:
-        db.close()
-        aside = path.with_name(f"{path.name}.untrusted-{time.time_ns()}")
-        path.rename(aside)
-        log.warning(
-            "local account state %s was not written by this version (rocksdict's default "
-            "mode, whose values can hold pickles, or unknown): moved to %s unread; the state "
-            "is restored from the changelog instead", safe(str(path)), safe(str(aside)),
-        )
+    try:
         db = Rdict(str(path), options=opts)
+    except Exception as err:
+        if "lock" in str(err).lower():
+            raise RuntimeError(
+                f"{path} is in use by another process: give each worker its own "
+                f"worker.data_dir ({err})"
+            ) from err
+        return _set_aside(path, opts, f"does not open ({err})")
+    if db.get(_FORMAT) == _FORMAT_VERSION:
+        return db
+    if next(iter(db.keys()), None) is not None:
+        db.close()
+        return _set_aside(path, opts, "was not written by this version (rocksdict's default "
+                                      "mode, whose values can hold pickles, or unknown)")
+    db[_FORMAT] = _FORMAT_VERSION
+    return db
+
+
+def _set_aside(path: Path, opts: Options, why: str) -> Rdict:
+    aside = path.with_name(f"{path.name}.untrusted-{time.time_ns()}")
+    path.rename(aside)
+    log.warning("local account state %s %s: moved to %s unread; the state is restored from "
+                "the changelog instead", safe(str(path)), safe(why), safe(str(aside)))
+    db = Rdict(str(path), options=opts)
     db[_FORMAT] = _FORMAT_VERSION
     return db
 
