@@ -25,7 +25,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detectors.assembly import CampaignAssembly
@@ -46,11 +46,19 @@ class LocalClusterStages:
         self.suspicious = self.assembly.suspicious
 
     def window(
-        self, start: float, summaries: list[AccountSummary], groups: Sequence[Finding] = ()
+        self,
+        start: float,
+        summaries: list[AccountSummary],
+        groups: Sequence[Finding] = (),
+        *,
+        plain_labels: Iterable[str] = (),
     ) -> list[Finding]:
         """One closed account window's summaries (and its swarm ``groups``, see
         :data:`~detectors.summary.FOLDABLE_DETECTORS`) in, its campaign findings and the
-        groups no campaign took out."""
+        groups no campaign took out. ``plain_labels``: the key labels, all in one list, of
+        further account-windows of the window that are no suspects (extraction below
+        ``suspicious``), for which the caller made no summary: they count as those
+        summaries' keys would."""
         end = start + self.window_s
         # The key batch goes to the per-key stage as columns, not through the wire codec: it
         # is a few entries per account of the window (route's sorted tuples, their JSON and
@@ -59,6 +67,7 @@ class LocalClusterStages:
         # them on random windows, chunked ones included). The window totals, which carry
         # the suspects' summaries, still go through encode_chunks and decode below.
         counts, scounts, susp = fold_keys(summaries, parts=1, suspicious=self.suspicious)
+        counts.update(plain_labels)
         self.keys.add_folded(start, 0, counts, scounts, susp.get(0, []),
                              [f.to_dict() for f in groups])
         self.keys.watermark(0, end, sources=1)

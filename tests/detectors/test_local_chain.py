@@ -160,3 +160,48 @@ def test_the_local_chain_finds_what_the_wire_chain_finds() -> None:
         found_old += old.window(start, summaries)
     assert "cluster_campaign" in {f.detector for f in found_old}
     assert [f.to_dict() for f in found_new] == [f.to_dict() for f in found_old]
+
+
+class _Recorder(LocalClusterStages):
+    """Keeps what the pipeline hands the in-process stages, then runs them."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.seen: list[tuple[float, list[AccountSummary], list[str]]] = []
+
+    def window(self, start: float, summaries: list[AccountSummary], groups: Any = (),
+               *, plain_labels: Any = ()) -> list[Finding]:
+        self.seen.append((start, list(summaries), list(plain_labels)))
+        return super().window(start, summaries, groups, plain_labels=plain_labels)
+
+
+def test_the_pipeline_hands_over_the_keys_of_every_summary_the_worker_would_publish() -> None:
+    """With in-process stages the pipeline makes summaries of the suspects only and hands
+    the other account-windows' key labels over flat: the same key batch as the worker's
+    summaries of every account-window (``local_clusters=False``)."""
+    from detectors.pipeline import Detection
+    from tests.detectors.synth import benign, hydra, merged
+
+    events = merged(hydra(n=120, hours=4, seed=2), benign(n=300, hours=4, seed=3))
+    local = Detection()
+    assert local.cluster_stages is not None
+    rec = local.cluster_stages = _Recorder(**local.cluster_kwargs)
+    worker = Detection(local_clusters=False)
+    for det in (local, worker):
+        for ev in events:
+            det.add(ev)
+        det.advance(events[-1].ts + 3600.0)
+    published = worker.pop_summaries()
+    bar = rec.suspicious
+    assert len(published) == len(rec.seen) > 100
+    n_plain = n_susp = 0
+    for (w, everyone, _), (start, suspects, plain) in zip(published, rec.seen, strict=True):
+        assert w == start
+        want = fold_keys(everyone, parts=1, suspicious=bar)
+        got = fold_keys(suspects, parts=1, suspicious=bar)
+        got[0].update(plain)
+        assert got == want  # counts, suspects' counts, suspects' wire summaries
+        assert all(s.extraction >= bar for s in suspects)
+        n_plain += len(plain)
+        n_susp += len(suspects)
+    assert n_plain and n_susp  # both kinds of account-window were there
