@@ -243,3 +243,35 @@ def test_one_shared_prompt_band_is_no_link_a_template_is() -> None:
             det.learn_one(_young(i, T0 + 60.0 * w + i, age=10.0, keys=_bands(fp)))
         found += det.end_window(T0 + 60.0 * w, T0 + 60.0 * (w + 1))
     assert found and set(found[-1].members) == {"s002", "s003"}
+
+
+def test_link_labels_is_the_kind_before_the_first_colon() -> None:
+    """link_labels (a prefix test) keeps what splitting at the first ":" and looking the
+    kind up in LINK_KINDS keeps, on edge cases and random labels."""
+    import random
+
+    from detectors.cohort import LINK_KINDS, link_labels
+
+    edge = ["", ":", "pay", "pay:", "pay::", "payx:1", "xpay:1", "PAY:c", "tplb", "tplb:",
+            "cohort:1:-", "cohortx", "ip24:10.0.0", "ip24", "ip2:4", "asn:1", "ua:pay:x",
+            "org:ip24:x", "sys:tplb:0", "p:ay"]
+    rng = random.Random(7)
+    parts = ["pay", "ip24", "cohort", "tplb", "asn", "ua", "", "x", "pa", "tpl"]
+    rand = [":".join(rng.choice(parts) for _ in range(rng.randrange(1, 4)))
+            for _ in range(2000)]
+    for labels in (edge, rand):
+        assert link_labels(labels) == [k for k in labels if k.split(":", 1)[0] in LINK_KINDS]
+
+
+def test_template_bands_text_is_the_reference_text() -> None:
+    """The bands' printf formatting gives the reference's f-string text on every value."""
+    import random
+
+    from tests.detectors import cohort_reference
+
+    rng = random.Random(3)
+    fps = ["0" * 16, "f" * 16, "F" * 16, "1", "", "zz", "0x1f", " 7f ", "-5", "1_0",
+           *(f"{rng.getrandbits(64):016x}" for _ in range(3000)),
+           *(f"{rng.getrandbits(rng.randrange(1, 80)):x}" for _ in range(500))]
+    for fp in fps:
+        assert template_bands(fp) == cohort_reference.template_bands(fp), fp
