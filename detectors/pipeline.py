@@ -249,9 +249,12 @@ class Detection:
             # Filed after detection, which made the new accounts' baselines (an account
             # whose detection failed before that has no state to evict).
             mark, baselines, start = self._mark_active, self._baselines, closed.start
+            # The window's bucket, as _mark_active computes it: most accounts are filed
+            # there already (a bucket spans many windows), and skip the call.
+            b = int(start // self._bucket_s)
             for account_id in closed.accounts:
                 base = baselines.get(account_id)
-                if base is not None:
+                if base is not None and base.bucket != b:
                     mark(base, start)
             self._evict(closed.end)
         return out
