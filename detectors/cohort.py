@@ -298,18 +298,22 @@ class CohortDetector:
         if ts < self._now:
             self._unordered = True
         self._now = max(self._now, ts)
-        keys = link_labels(x.get("keys", ()))
         if not self._is_young(x):
             # Established users of a key: only keys a young suspect already brought in.
-            for k in keys:
-                stat = self._keys.get(k)
-                if stat is not None:
-                    old = stat.old
-                    if old is None:
-                        old = stat.old = set()
-                    if len(old) < self.max_key_members:
-                        old.add(aid)
+            # Unfiltered: every key in ``_keys`` is a link label, and a label's text says
+            # its kind, so any other label misses there just the same (most account-windows
+            # take this path, and most find nothing).
+            key_stats = self._keys
+            if key_stats:
+                for stat in map(key_stats.get, x.get("keys", ())):
+                    if stat is not None:
+                        old = stat.old
+                        if old is None:
+                            old = stat.old = set()
+                        if len(old) < self.max_key_members:
+                            old.add(aid)
             return
+        keys = link_labels(x.get("keys", ()))
         young = self._young
         rec = young.get(aid)
         if rec is None:

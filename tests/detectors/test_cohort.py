@@ -275,3 +275,35 @@ def test_template_bands_text_is_the_reference_text() -> None:
            *(f"{rng.getrandbits(rng.randrange(1, 80)):x}" for _ in range(500))]
     for fp in fps:
         assert template_bands(fp) == cohort_reference.template_bands(fp), fp
+
+
+def test_established_accounts_mark_the_same_keys_as_the_reference() -> None:
+    """Established accounts look their labels up unfiltered (every tracked key is a link
+    label): the old-account samples per key and the findings stay the reference's, with
+    labels that only look like link kinds among them."""
+    import random
+
+    from tests.detectors.cohort_reference import CohortDetector as ReferenceCohort
+    from tests.detectors.test_compact_state import _cohort_stream
+
+    kw = {"young_days": 30.0, "min_members": 4, "horizon_s": 6 * 3600.0, "hold_s": 3600.0,
+          "max_key_members": 12, "max_account_keys": 5}
+    rng = random.Random(9)
+    new, ref = CohortDetector(**kw), ReferenceCohort(**kw)
+    n_old = 0
+    for kind, arg in _cohort_stream(4):
+        if kind == "learn":
+            x = dict(arg)  # type: ignore[call-overload]
+            if x["age_days"] >= 30.0:
+                n_old += 1
+                x["keys"] = [*x["keys"], "pay", "payx:card-1", "ua:pay:card-1",
+                             f"ip24x:10.{rng.randint(0, 5)}.0", "tplb"]
+            new.learn_one(x)
+            ref.learn_one(x)
+        else:
+            assert new.end_window(arg, arg + 600.0) == ref.end_window(arg, arg + 600.0)
+            # (None here while a key has no old account, an empty set in the reference)
+            assert ({k: s.old or set() for k, s in new._keys.items()}
+                    == {k: s.old or set() for k, s in ref._keys.items()})
+    assert n_old > 100
+    assert any(s.old for s in new._keys.values())
