@@ -2,8 +2,11 @@
 → key batches (:func:`~detectors.summary.route`) → per-key totals
 (:class:`~detectors.keycount.KeyCounter`) → campaign assembly
 (:class:`~detectors.assembly.CampaignAssembly`). The worker runs the same three steps on
-three topics; here every record also goes through the wire codec, so both paths read the
-same bytes, split into the same chunks (:func:`~detectors.summary.encode_chunks`). One
+three topics. Here the key batches go to the per-key stage as columns
+(:func:`~detectors.summary.fold_keys`, :meth:`~detectors.keycount.KeyCounter.add_folded`:
+what :func:`~detectors.summary.route` would encode, counted the same way), and the window
+totals go through the wire codec, so campaign assembly reads the same bytes as in the
+worker, split into the same chunks (:func:`~detectors.summary.encode_chunks`). One
 source and one key partition: the results do not depend on either count.
 
 Examples
@@ -22,13 +25,13 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from detectors.assembly import CampaignAssembly
 from detectors.findings import Finding
 from detectors.keycount import KeyCounter
-from detectors.summary import AccountSummary, decode, encode_chunks, route
+from detectors.summary import AccountSummary, decode, encode_chunks, fold_keys
 
 __all__ = ["LocalClusterStages"]
 
@@ -43,16 +46,30 @@ class LocalClusterStages:
         self.suspicious = self.assembly.suspicious
 
     def window(
-        self, start: float, summaries: list[AccountSummary], groups: Sequence[Finding] = ()
+        self,
+        start: float,
+        summaries: list[AccountSummary],
+        groups: Sequence[Finding] = (),
+        *,
+        plain_labels: Iterable[str] = (),
     ) -> list[Finding]:
         """One closed account window's summaries (and its swarm ``groups``, see
         :data:`~detectors.summary.FOLDABLE_DETECTORS`) in, its campaign findings and the
-        groups no campaign took out."""
+        groups no campaign took out. ``plain_labels``: the key labels, all in one list, of
+        further account-windows of the window that are no suspects (extraction below
+        ``suspicious``), for which the caller made no summary: they count as those
+        summaries' keys would."""
         end = start + self.window_s
-        for rec in route(start, 0, summaries, parts=1, suspicious=self.suspicious,
-                         groups=groups).values():
-            for raw in encode_chunks(rec):
-                self.keys.add(decode(raw))
+        # The key batch goes to the per-key stage as columns, not through the wire codec: it
+        # is a few entries per account of the window (route's sorted tuples, their JSON and
+        # its parse and check were a third of this chain), and it never left the process.
+        # KeyCounter.add_folded counts it as add() counts the decoded batch (tests compare
+        # them on random windows, chunked ones included). The window totals, which carry
+        # the suspects' summaries, still go through encode_chunks and decode below.
+        counts, scounts, susp = fold_keys(summaries, parts=1, suspicious=self.suspicious)
+        counts.update(plain_labels)
+        self.keys.add_folded(start, 0, counts, scounts, susp.get(0, []),
+                             [f.to_dict() for f in groups])
         self.keys.watermark(0, end, sources=1)
         asm = self.assembly
         for rec in self.keys.close(part=0):

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
@@ -52,11 +53,25 @@ from detectors.findings import Finding
 from detectors.keys import cluster_keys, key_label
 from detectors.windows import AccountWindow
 
-__all__ = ["LINK_KINDS", "CohortDetector", "account_view", "template_bands"]
+__all__ = ["LINK_KINDS", "CohortDetector", "account_view", "link_labels", "template_bands"]
 
 #: Key kinds that can link young accounts: shared by a small operator, rarely by strangers.
 #: Plain ASN and user agent are too coarse; org is the benign case (one customer).
 LINK_KINDS = frozenset({"pay", "ip24", "cohort", "tplb"})
+#: ``kind:`` of each of LINK_KINDS, sorted (learn_one filters key labels with them).
+_LINK_PREFIXES: tuple[str, ...] = tuple(sorted(f"{k}:" for k in LINK_KINDS))
+
+
+def link_labels(labels: Iterable[str]) -> list[str]:
+    """The labels whose kind (the text before the first ``:``, or the whole label without
+    one) is in :data:`LINK_KINDS`, in order.
+
+    >>> link_labels(["asn:1", "pay:c", "tplb:0:0000ff", "pay", "payx:1", "ip24:1:2"])
+    ['pay:c', 'tplb:0:0000ff', 'pay', 'ip24:1:2']
+    """
+    # One C prefix test per label rather than a split and a set lookup (every
+    # account-window's keys pass here).
+    return [k for k in labels if k.startswith(_LINK_PREFIXES) or k in LINK_KINDS]
 
 
 def template_bands(fp: str) -> list[str]:
@@ -73,8 +88,9 @@ def template_bands(fp: str) -> list[str]:
     except ValueError:
         return []
     # Unrolled (bits 64..43, 43..22, 22..0): every account-window's prompts pass here.
-    return [f"tplb:0:{(v >> 43) & 0x1FFFFF:06x}", f"tplb:1:{(v >> 22) & 0x1FFFFF:06x}",
-            f"tplb:2:{v & 0x3FFFFF:06x}"]
+    # printf-style: a fifth faster than f-strings with a format spec, the same text.
+    return ["tplb:0:%06x" % ((v >> 43) & 0x1FFFFF), "tplb:1:%06x" % ((v >> 22) & 0x1FFFFF),
+            "tplb:2:%06x" % (v & 0x3FFFFF)]
 
 
 def account_view(
@@ -98,8 +114,10 @@ def account_view(
         if ev.account_created_ts is not None:
             age = max(0.0, (acc.last_ts - ev.account_created_ts) / 86400.0)
         org, pay = ev.org_id, ev.payment_fingerprint
-    for fp in (acc.fps or [])[:4]:
-        keys.extend(template_bands(fp))
+    fps = acc.fps
+    if fps:
+        for fp in fps[:4]:
+            keys += template_bands(fp)
     return {
         "account_id": account_id,
         "ts": ts,
@@ -280,18 +298,22 @@ class CohortDetector:
         if ts < self._now:
             self._unordered = True
         self._now = max(self._now, ts)
-        keys = [k for k in x.get("keys", ()) if k.split(":", 1)[0] in LINK_KINDS]
         if not self._is_young(x):
             # Established users of a key: only keys a young suspect already brought in.
-            for k in keys:
-                stat = self._keys.get(k)
-                if stat is not None:
-                    old = stat.old
-                    if old is None:
-                        old = stat.old = set()
-                    if len(old) < self.max_key_members:
-                        old.add(aid)
+            # Unfiltered: every key in ``_keys`` is a link label, and a label's text says
+            # its kind, so any other label misses there just the same (most account-windows
+            # take this path, and most find nothing).
+            key_stats = self._keys
+            if key_stats:
+                for stat in map(key_stats.get, x.get("keys", ())):
+                    if stat is not None:
+                        old = stat.old
+                        if old is None:
+                            old = stat.old = set()
+                        if len(old) < self.max_key_members:
+                            old.add(aid)
             return
+        keys = link_labels(x.get("keys", ()))
         young = self._young
         rec = young.get(aid)
         if rec is None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -195,6 +195,45 @@ class KeyCounter:
         win.susp.extend(rec["susp"])
         # Group findings pass through untouched (campaign assembly checks and folds them).
         win.groups.extend(rec.get("g", ()))
+        return True
+
+    def add_folded(
+        self,
+        w: float,
+        source: int,
+        counts: dict[str, int],
+        scounts: Mapping[str, int],
+        susp: list[dict[str, Any]],
+        groups: list[dict[str, Any]],
+    ) -> bool:
+        """Count one whole key batch handed over in process: the columns
+        :func:`~detectors.summary.fold_keys` made of a window's summaries (``counts`` and
+        ``scounts`` per label, the suspects' wire summaries) and the window's wire groups.
+        The same as :meth:`add` of the batch :func:`~detectors.summary.route` makes of them,
+        encoded and decoded (a test compares the two), without building and parsing a
+        record of a few entries per account: in-process the batch is this stage's own
+        data, not input (:class:`~detectors.clusterchain.LocalClusterStages`). False when
+        it was late or a duplicate, as :meth:`add`. ``counts`` becomes the window's (it is
+        kept and added to, not copied)."""
+        if w < self.boundary:
+            self.late += 1
+            return False
+        win = self._open.get(w)
+        if win is None:
+            win = self._open[w] = _Window(None)
+        if not win.chunks.take(source, 0, 1):
+            self.duplicates += 1
+            return False
+        if win.counts:
+            wc = win.counts
+            for label, n in counts.items():
+                wc[label] = wc.get(label, 0) + n
+        else:
+            win.counts = counts  # the caller's (a Counter): adopted, not copied
+        # A label a suspect carried is in scounts with a count of at least one.
+        win.touched.update(scounts)
+        win.susp.extend(susp)
+        win.groups.extend(groups)
         return True
 
     def watermark(self, source: int, closed_before: float, *, sources: int | None = None,

@@ -37,7 +37,7 @@ from detectors.cohort import CohortDetector, account_view
 from detectors.events import Event
 from detectors.extraction_rule import ExtractionRule
 from detectors.findings import Finding
-from detectors.keys import labelled_keys
+from detectors.keys import key_labels, labelled_keys
 from detectors.params import DetectionParams
 from detectors.population import PopulationModel
 from detectors.ramp_rule import RampRule
@@ -249,9 +249,12 @@ class Detection:
             # Filed after detection, which made the new accounts' baselines (an account
             # whose detection failed before that has no state to evict).
             mark, baselines, start = self._mark_active, self._baselines, closed.start
+            # The window's bucket, as _mark_active computes it: most accounts are filed
+            # there already (a bucket spans many windows), and skip the call.
+            b = int(start // self._bucket_s)
             for account_id in closed.accounts:
                 base = baselines.get(account_id)
-                if base is not None:
+                if base is not None and base.bucket != b:
                     mark(base, start)
             self._evict(closed.end)
         return out
@@ -371,6 +374,11 @@ class Detection:
         log1p = math.log1p
         cohort, coact = self.cohort, self.coactivity
         start = closed.start
+        # With in-process cluster stages, the key labels of the account-windows that are no
+        # suspect there (flat: strings are not tracked by the collector); the summaries are
+        # then only the suspects'. The worker publishes every summary (pop_summaries).
+        plain_labels: list[str] = []
+        plain_below = self.cluster_stages.suspicious if self.cluster_stages is not None else None
         self._sample += 1
         self._priors = {}
         learn_population = self._sample % 4 == 0
@@ -466,23 +474,33 @@ class Detection:
 
                 is_susp = extraction >= suspicious
                 spread = base.timing_spread
-                lk = labelled_keys(ev)
-                links = lk.links
-                summaries.append(AccountSummary(
-                    account_id,
-                    closed.start,
-                    lk.keys,
-                    min(1.0, max(0.0, extraction)),
-                    young,
-                    spread == spread and spread < 0.3,
-                    n,
-                    out_tok,
-                    ev.org_id,
-                    dict(acc.models) if is_susp and acc.models else None,
-                    list(acc.fps[:4]) if is_susp and acc.fps else [],
-                    False,
-                    lk.labels,
-                ))
+                x_wire = min(1.0, max(0.0, extraction))
+                if plain_below is not None and x_wire < plain_below:
+                    # In-process cluster stages and no suspect there: only its key labels
+                    # count, so no summary and no key tuples (ten tracked objects an
+                    # account-window, alive until the window is routed, were most of the
+                    # collector's work at close). Added last, as the summary is: an account
+                    # whose detection raised counts in neither.
+                    labels, links = key_labels(ev)
+                    plain_labels += labels
+                else:
+                    lk = labelled_keys(ev)
+                    links = lk.links
+                    summaries.append(AccountSummary(
+                        account_id,
+                        closed.start,
+                        lk.keys,
+                        x_wire,
+                        young,
+                        spread == spread and spread < 0.3,
+                        n,
+                        out_tok,
+                        ev.org_id,
+                        dict(acc.models) if is_susp and acc.models else None,
+                        list(acc.fps[:4]) if is_susp and acc.fps else [],
+                        False,
+                        lk.labels,
+                    ))
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
             if cohort is not None and coact is not None:
@@ -518,7 +536,8 @@ class Detection:
         if cohort is not None and coact is not None:
             groups, lockstep = self._coordination(closed, cohort, coact)
         if self.cluster_stages is not None:
-            out.extend(self.cluster_stages.window(closed.start, summaries, groups))
+            out.extend(self.cluster_stages.window(closed.start, summaries, groups,
+                                                  plain_labels=plain_labels))
         else:
             self.summaries.append((closed.start, summaries, groups))
         out.extend(lockstep)

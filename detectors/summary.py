@@ -68,6 +68,7 @@ __all__ = [
     "decode",
     "encode",
     "encode_chunks",
+    "fold_keys",
     "group_from_wire",
     "key_partition",
     "route",
@@ -277,6 +278,42 @@ def _all_ids(xs: Iterable[Any]) -> bool:
     return min(lens) > 0 and max(lens) <= _MAX_ID
 
 
+def fold_keys(
+    summaries: Iterable[AccountSummary], *, parts: int, suspicious: float
+) -> tuple[Counter[str], Counter[str], dict[int, list[dict[str, Any]]]]:
+    """The columns of a window's key batches before they are split by key partition: how
+    many account-windows carried each key label, how many of them were suspicious (only
+    labels a suspect carried appear), and the suspects' wire summaries per key partition
+    of their account, in summary order. :func:`route` makes the batches of it; the
+    in-process cluster stages (:class:`~detectors.clusterchain.LocalClusterStages`) hand it
+    to the per-key stage as it is (:meth:`~detectors.keycount.KeyCounter.add_folded`).
+
+    >>> s = AccountSummary("a1", 0.0, [("asn", 1), ("pay", "c")], 0.9, True, True, 1, 2,
+    ...                    None, None, [])
+    >>> counts, scounts, susp = fold_keys([s, s], parts=1, suspicious=0.5)
+    >>> dict(counts), dict(scounts), [d["a"] for d in susp[0]]
+    ({'asn:1': 2, 'pay:c': 2}, {'asn:1': 2, 'pay:c': 2}, ['a1', 'a1'])
+    """
+    # Counted in C (Counter over the chained label lists) rather than a dict update per key
+    # in Python: with about one event per account-window this fold was a quarter of the
+    # window close. Every key counts; only suspicious account-windows count twice.
+    labels: list[list[str]] = []
+    susp_labels: list[list[str]] = []
+    susp: dict[int, list[dict[str, Any]]] = {}
+    for s in summaries:
+        ls = s.labels
+        if ls is None:
+            ls = [key_label(k) for k in s.keys]
+        labels.append(ls)
+        if s.extraction >= suspicious:
+            susp_labels.append(ls)
+            # One key partition (replay, tests): no partition to hash per suspect.
+            q = 0 if parts == 1 else key_partition(s.account_id, parts)
+            susp.setdefault(q, []).append(s.to_wire())
+    return (Counter(chain.from_iterable(labels)), Counter(chain.from_iterable(susp_labels)),
+            susp)
+
+
 def route(
     window_start: float,
     source: int,
@@ -291,22 +328,7 @@ def route(
     stages know the window had accounts even when none carried a key). ``groups``
     (:data:`FOLDABLE_DETECTORS` findings of the window) ride in that batch (``g``): it is
     deduplicated per (window, source) like the rest."""
-    # Counted in C (Counter over the chained label lists) rather than a dict update per key
-    # in Python: with about one event per account-window this fold was a quarter of the
-    # window close. Every key counts; only suspicious account-windows count twice.
-    labels: list[list[str]] = []
-    susp_labels: list[list[str]] = []
-    susp: dict[int, list[dict[str, Any]]] = {}
-    for s in summaries:
-        ls = s.labels
-        if ls is None:
-            ls = [key_label(k) for k in s.keys]
-        labels.append(ls)
-        if s.extraction >= suspicious:
-            susp_labels.append(ls)
-            susp.setdefault(key_partition(s.account_id, parts), []).append(s.to_wire())
-    counts = Counter(chain.from_iterable(labels))
-    scounts = Counter(chain.from_iterable(susp_labels))
+    counts, scounts, susp = fold_keys(summaries, parts=parts, suspicious=suspicious)
     out: dict[int, dict[str, Any]] = {}
 
     def batch(q: int) -> dict[str, Any]:

@@ -96,7 +96,10 @@ class AccountWindow:
         "requests",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, ev: Event | None = None) -> None:
+        if ev is not None:
+            self._first(ev)
+            return
         self.requests = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -124,6 +127,42 @@ class AccountWindow:
         # The org of the newest event that declared one (the policy's org allowlist needs
         # it; an event without org_id does not erase what an earlier one said).
         self.org_id: str | None = None
+
+    def _first(self, ev: Event) -> None:
+        """``__init__`` then :meth:`add` of ``ev``, in one pass: with about one event per
+        account-window (the worst mix) that pair was most of the per-event window work.
+        Tests compare every slot with the two-step way."""
+        out = ev.output_tokens
+        turn = ev.turn
+        single = turn is None or turn <= 1
+        self.requests = 1
+        self.input_tokens = ev.input_tokens
+        self.output_tokens = out
+        if ev.stop_reason in MAX_TOKENS_STOPS:
+            self.max_tokens_stops = 1
+            self.harvest_like = 1 if single else 0
+        else:
+            self.max_tokens_stops = 0
+            self.harvest_like = 1 if single and out >= HARVEST_OUTPUT_TOKENS else 0
+        self.multi_turn = 0 if single else 1
+        status = ev.status
+        if status is not None and status >= 400:
+            self.errors = 1
+            self.rate_limited = 1 if status == 429 else 0
+        else:
+            self.errors = self.rate_limited = 0
+        self.first_ts = self.last_ts = ev.ts
+        self.gap_n = 0
+        self.gap_sum = 0.0
+        self.gap_sumsq = 0.0
+        self.first_event = self.last_event = ev
+        fp = ev.prompt_fingerprint
+        self.fps = None if fp is None else [fp]
+        self.fp_overflow = 0
+        self.near_dups = 0
+        self._ips = self._asns = self._uas = None
+        self._models = None
+        self.org_id = ev.org_id
 
     def add(self, ev: Event) -> None:
         self.requests += 1
@@ -284,8 +323,9 @@ class Windower:
             bucket = self._buckets[start] = {}
         acc = bucket.get(ev.account_id)
         if acc is None:
-            acc = bucket[ev.account_id] = AccountWindow()
-        acc.add(ev)
+            bucket[ev.account_id] = AccountWindow(ev)
+        else:
+            acc.add(ev)
         if ts > self.watermark:
             self.watermark = ts
         return True

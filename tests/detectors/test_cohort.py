@@ -243,3 +243,67 @@ def test_one_shared_prompt_band_is_no_link_a_template_is() -> None:
             det.learn_one(_young(i, T0 + 60.0 * w + i, age=10.0, keys=_bands(fp)))
         found += det.end_window(T0 + 60.0 * w, T0 + 60.0 * (w + 1))
     assert found and set(found[-1].members) == {"s002", "s003"}
+
+
+def test_link_labels_is_the_kind_before_the_first_colon() -> None:
+    """link_labels (a prefix test) keeps what splitting at the first ":" and looking the
+    kind up in LINK_KINDS keeps, on edge cases and random labels."""
+    import random
+
+    from detectors.cohort import LINK_KINDS, link_labels
+
+    edge = ["", ":", "pay", "pay:", "pay::", "payx:1", "xpay:1", "PAY:c", "tplb", "tplb:",
+            "cohort:1:-", "cohortx", "ip24:10.0.0", "ip24", "ip2:4", "asn:1", "ua:pay:x",
+            "org:ip24:x", "sys:tplb:0", "p:ay"]
+    rng = random.Random(7)
+    parts = ["pay", "ip24", "cohort", "tplb", "asn", "ua", "", "x", "pa", "tpl"]
+    rand = [":".join(rng.choice(parts) for _ in range(rng.randrange(1, 4)))
+            for _ in range(2000)]
+    for labels in (edge, rand):
+        assert link_labels(labels) == [k for k in labels if k.split(":", 1)[0] in LINK_KINDS]
+
+
+def test_template_bands_text_is_the_reference_text() -> None:
+    """The bands' printf formatting gives the reference's f-string text on every value."""
+    import random
+
+    from tests.detectors import cohort_reference
+
+    rng = random.Random(3)
+    fps = ["0" * 16, "f" * 16, "F" * 16, "1", "", "zz", "0x1f", " 7f ", "-5", "1_0",
+           *(f"{rng.getrandbits(64):016x}" for _ in range(3000)),
+           *(f"{rng.getrandbits(rng.randrange(1, 80)):x}" for _ in range(500))]
+    for fp in fps:
+        assert template_bands(fp) == cohort_reference.template_bands(fp), fp
+
+
+def test_established_accounts_mark_the_same_keys_as_the_reference() -> None:
+    """Established accounts look their labels up unfiltered (every tracked key is a link
+    label): the old-account samples per key and the findings stay the reference's, with
+    labels that only look like link kinds among them."""
+    import random
+
+    from tests.detectors.cohort_reference import CohortDetector as ReferenceCohort
+    from tests.detectors.test_compact_state import _cohort_stream
+
+    kw = {"young_days": 30.0, "min_members": 4, "horizon_s": 6 * 3600.0, "hold_s": 3600.0,
+          "max_key_members": 12, "max_account_keys": 5}
+    rng = random.Random(9)
+    new, ref = CohortDetector(**kw), ReferenceCohort(**kw)
+    n_old = 0
+    for kind, arg in _cohort_stream(4):
+        if kind == "learn":
+            x = dict(arg)  # type: ignore[call-overload]
+            if x["age_days"] >= 30.0:
+                n_old += 1
+                x["keys"] = [*x["keys"], "pay", "payx:card-1", "ua:pay:card-1",
+                             f"ip24x:10.{rng.randint(0, 5)}.0", "tplb"]
+            new.learn_one(x)
+            ref.learn_one(x)
+        else:
+            assert new.end_window(arg, arg + 600.0) == ref.end_window(arg, arg + 600.0)
+            # (None here while a key has no old account, an empty set in the reference)
+            assert ({k: s.old or set() for k, s in new._keys.items()}
+                    == {k: s.old or set() for k, s in ref._keys.items()})
+    assert n_old > 100
+    assert any(s.old for s in new._keys.values())

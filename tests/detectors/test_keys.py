@@ -9,7 +9,15 @@ import itertools
 
 from detectors.cohort import LINK_KINDS, account_view
 from detectors.events import Event
-from detectors.keys import LINK_KEY_KINDS, Key, cluster_keys, key_label, labelled_keys, net_prefix
+from detectors.keys import (
+    LINK_KEY_KINDS,
+    Key,
+    cluster_keys,
+    key_label,
+    key_labels,
+    labelled_keys,
+    net_prefix,
+)
 from detectors.windows import AccountWindow
 
 _IPS = (None, "203.0.113.7", "2001:db8:1:2::5", "nodots", "not:an:ip", "10.0.0")
@@ -57,6 +65,7 @@ def test_labelled_keys_match_cluster_keys_and_their_labels() -> None:
         assert [type(v) for k in lk.keys for v in k] == [type(v) for k in keys for v in k]
         assert lk.labels == [key_label(k) for k in keys]
         assert lk.links == [key_label(k) for k in keys if k[0] in LINK_KINDS]
+        assert key_labels(ev) == (lk.labels, lk.links)
 
 
 def test_link_kinds_in_step_with_the_swarm_detector() -> None:

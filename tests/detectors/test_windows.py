@@ -49,3 +49,37 @@ def test_next_close_lets_callers_skip_scans():
     assert list(w.close_until(w.next_close - 1)) == []
     assert [c.start for c in w.close_until(w.next_close)] == [120.0]
     assert w.next_close == 180 + 60 + 10
+
+
+def test_a_window_made_from_its_first_event_is_init_then_add() -> None:
+    """AccountWindow(ev) (one pass, the common case of one event per account-window) leaves
+    every slot as AccountWindow() then add(ev) does, and later events add the same."""
+    import random
+
+    rng = random.Random(5)
+
+    def event(i: int) -> Event:
+        return Event(
+            "a", 1000.0 + rng.choice([0.0, 1.5, -2.0, 30.0]) + i, rng.choice(["m", "n"]),
+            rng.randrange(0, 5000), rng.choice([0, 10, 1499, 1500, 1501, 9000]),
+            org_id=rng.choice([None, "o1", "o2"]), ip=rng.choice([None, "1.2.3.4", "::1"]),
+            asn=rng.choice([None, 0, 7]), user_agent=rng.choice([None, "ua"]),
+            status=rng.choice([None, 200, 399, 400, 404, 429, 500]),
+            stop_reason=rng.choice([None, "end_turn", "max_tokens", "length", "stop"]),
+            turn=rng.choice([None, 0, 1, 2, 9]),
+            prompt_fingerprint=rng.choice([None, "00000000000000ff", "00000000000000fe",
+                                           f"{rng.getrandbits(64):016x}", "zz"]),
+        )
+
+    def slots(w: AccountWindow) -> dict[str, object]:
+        return {name: getattr(w, name) for name in AccountWindow.__slots__}
+
+    for _ in range(3000):
+        evs = [event(i) for i in range(rng.choice([1, 1, 2, 5]))]
+        one, two = AccountWindow(evs[0]), AccountWindow()
+        two.add(evs[0])
+        assert slots(one) == slots(two)
+        for ev in evs[1:]:
+            one.add(ev)
+            two.add(ev)
+        assert slots(one) == slots(two)
