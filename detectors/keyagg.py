@@ -11,8 +11,8 @@ Examples
 >>> agg = KeyAgg()
 >>> for acct in ["a", "b", "a"]:
 ...     agg.add(acct, young=True, regular=False, org=None, requests=2, output_tokens=10)
->>> len(agg.members), agg.susp_aw, agg.requests, agg.young
-(2, 3, 6, 2)
+>>> len(agg.members), agg.susp_aw, agg.requests, agg.young, agg.orgs
+(2, 3, 6, 2, {None: 2})
 >>> n, share, z = key_stats(agg, total=6, baseline=None)
 >>> n, share, round(z, 2)
 (2, 0.5, 2.0)
@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from detectors.keys import Key
+
 __all__ = ["KeyAgg", "KeyBaseline", "fold_baselines", "key_stats", "org_dominated"]
 
 
@@ -33,8 +35,8 @@ class KeyAgg:
 
     __slots__ = (
         "harvesters",
+        "key",
         "members",
-        "orgs",
         "output_tokens",
         "regular",
         "requests",
@@ -43,14 +45,17 @@ class KeyAgg:
         "young",
     )
 
-    def __init__(self) -> None:
-        self.members: dict[str, tuple[bool, str | None]] = {}  # account -> (young, org)
+    def __init__(self, key: Key | None = None) -> None:
+        #: The key this aggregates, as the one tuple the cluster detector keeps for it (the
+        #: other structures of the cluster window point to it instead of holding copies).
+        self.key = key
+        # account -> (young, org); one tuple per observed account-window, shared by its keys.
+        self.members: dict[str, tuple[bool, str | None]] = {}
         self.young = 0
         self.regular = 0
         self.susp_aw = 0
         self.requests = 0
         self.output_tokens = 0
-        self.orgs: dict[str | None, int] = {}
         self.synced = 0  # members already folded into the key's campaign
         # Members an account rule flagged as harvesters (rarely any: None until one).
         self.harvesters: set[str] | None = None
@@ -65,20 +70,32 @@ class KeyAgg:
         requests: int,
         output_tokens: int,
         harvester: bool = False,
+        entry: tuple[bool, str | None] | None = None,
     ) -> None:
-        """Count one suspicious account-window; a member counts once per cluster window."""
+        """Count one suspicious account-window; a member counts once per cluster window.
+        ``entry`` is ``(young, org)`` made once by the caller for all of the account's keys
+        (issue 16: a tuple per member per key was ~17 B per account)."""
         self.susp_aw += 1
         self.requests += requests
         self.output_tokens += output_tokens
         if account_id not in self.members:
-            self.members[account_id] = (young, org)
+            self.members[account_id] = (young, org) if entry is None else entry
             self.young += young
             self.regular += regular
-            self.orgs[org] = self.orgs.get(org, 0) + 1
         if harvester:
             if self.harvesters is None:
                 self.harvesters = set()
             self.harvesters.add(account_id)
+
+    @property
+    def orgs(self) -> dict[str | None, int]:
+        """Members per organisation, in order of each organisation's first member: derived
+        from :attr:`members` (a dict per key was ~18 B per account; only
+        :func:`org_dominated` and snapshots read it)."""
+        out: dict[str | None, int] = {}
+        for _, org in self.members.values():
+            out[org] = out.get(org, 0) + 1
+        return out
 
 
 class KeyBaseline:

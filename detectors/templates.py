@@ -67,9 +67,10 @@ class TemplateIndex:
     def _register(self, gid: str, fp: int) -> None:
         if self._bands[gid] >= _MAX_BANDS_PER_GROUP:
             return
+        hit = (gid, fp)  # one tuple for every band it registers (issue 16)
         for bk in band_keys(fp):
             if bk not in self._index:
-                self._index[bk] = (gid, fp)
+                self._index[bk] = hit
                 self._bands[gid] += 1
 
     def lookup(self, fp: int, ts: float = 0.0) -> str | None:
@@ -85,14 +86,18 @@ class TemplateIndex:
 
     def add(self, fp: int, account_id: str) -> None:
         """Remember an unmatched fingerprint of a suspicious account for this window."""
+        cand = (fp, account_id)  # one tuple in each of its four bands (issue 16)
         for bk in band_keys(fp):
             bucket = self._pending.get(bk)
             if bucket is None:
-                bucket = self._pending[bk] = []
-            if len(bucket) < 4096:
-                bucket.append((fp, account_id))
-                if len(bucket) >= self.min_accounts:
-                    self._dirty.add(bk)
+                # Most bands hold one candidate: a list of exactly one (64 B, not 88).
+                bucket = self._pending[bk] = [cand]
+            elif len(bucket) < 4096:
+                bucket.append(cand)
+            else:
+                continue
+            if len(bucket) >= self.min_accounts:
+                self._dirty.add(bk)
 
     def promote(self, ts: float = 0.0) -> dict[str, str]:
         """Found groups from buckets with enough distinct accounts; return account -> group
