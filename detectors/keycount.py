@@ -59,13 +59,16 @@ def label_hashes(labels: Iterable[str]) -> np.ndarray:
                          dtype="<u8")
 
 
-# Counts stay int64 while no sum can reach this; past it they become Python ints (exact).
+# Counts start as int32 (12 B per key with its hash, not 16: issue 16), widen to int64 once
+# a sum could reach 2**31, and to Python ints (exact) once one could reach 2**63.
+_INT32_LIMIT = 2**31
 _INT64_LIMIT = 2**63
 
 
 class Totals:
     """Running counts per key, keyed by the 64-bit hash of the label: two arrays sorted by
-    hash (``uint64`` hashes, ``int64`` counts), 16 B per key, no label strings. The labels
+    hash (``uint64`` hashes, ``int32`` counts until a count could pass 2**31), 12 B per key,
+    no label strings. The labels
     that go on the wire are those a suspicious account touched, which the open window
     keeps; the total only has to be found again by their hash.
 
@@ -85,7 +88,7 @@ class Totals:
 
     def __init__(self) -> None:
         self.keys = np.empty(0, dtype=np.uint64)
-        self.counts: np.ndarray = np.empty(0, dtype=np.int64)
+        self.counts: np.ndarray = np.empty(0, dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -97,6 +100,8 @@ class Totals:
             return
         n = list(counts)
         top = (int(self.counts.max()) if len(self.counts) else 0) + max(n) * len(n)
+        if top >= _INT32_LIMIT and self.counts.dtype == np.int32:
+            self.counts = self.counts.astype(np.int64)
         if top >= _INT64_LIMIT and self.counts.dtype != object:
             self.counts = self.counts.astype(object)
         n_arr = np.array(n, dtype=self.counts.dtype)

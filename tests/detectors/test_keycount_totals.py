@@ -130,10 +130,22 @@ def test_totals_grow_sorted_and_exact() -> None:
             ref[lab] = ref.get(lab, 0) + n
         assert len(t) == len(ref)
         assert bool(np.all(t.keys[1:] > t.keys[:-1]))
-        assert t.keys.dtype == np.uint64 and t.counts.dtype == np.int64
+        assert t.keys.dtype == np.uint64 and t.counts.dtype == np.int32
     probe = [*ref, "never", "k-1"]
     assert t.get(probe) == [ref.get(p, 0) for p in probe]
-    assert t.keys.nbytes + t.counts.nbytes == 16 * len(ref)
+    assert t.keys.nbytes + t.counts.nbytes == 12 * len(ref)
+
+
+def test_totals_widen_past_int32_and_stay_exact() -> None:
+    t = Totals()
+    t.add(["a"], [2**31 - 10])
+    t.add(["b"], [1])
+    assert t.counts.dtype == np.int32
+    t.add(["a", "c"], [5, 5])  # a sum could now reach 2**31: int64 before adding
+    assert t.counts.dtype == np.int64
+    t.add(["a"], [5])
+    assert t.get(["a", "b", "c"]) == [2**31, 1, 5]
+    assert all(type(v) is int for v in t.get(["a", "b"]))
 
 
 def test_totals_past_int64_stay_exact() -> None:
