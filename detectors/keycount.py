@@ -99,7 +99,10 @@ class Totals:
         if not len(h):
             return
         n = list(counts)
-        top = (int(self.counts.max()) if len(self.counts) else 0) + max(n) * len(n)
+        # No total grows by more than the sum of the counts added (never negative: the wire
+        # is checked); max(n) * len(n) widened int32 at once on every large batch.
+        grow = sum(n) if min(n) >= 0 else sum(map(abs, n))
+        top = (int(self.counts.max()) if len(self.counts) else 0) + grow
         if top >= _INT32_LIMIT and self.counts.dtype == np.int32:
             self.counts = self.counts.astype(np.int64)
         if top >= _INT64_LIMIT and self.counts.dtype != object:

@@ -138,6 +138,10 @@ def test_totals_grow_sorted_and_exact() -> None:
 
 def test_totals_widen_past_int32_and_stay_exact() -> None:
     t = Totals()
+    # A large batch with one popular key stays int32: only sums decide the width.
+    t.add([f"k{i}" for i in range(3000)] + ["popular"], [1] * 3000 + [2**20])
+    assert t.counts.dtype == np.int32 and t.get(["popular", "k7"]) == [2**20, 1]
+    t = Totals()
     t.add(["a"], [2**31 - 10])
     t.add(["b"], [1])
     assert t.counts.dtype == np.int32
