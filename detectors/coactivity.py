@@ -31,8 +31,8 @@ previous run are a timer's and are not counted: many independent customers' cron
 at minute 0 of every hour, which is synchrony without coordination.
 
 State per account: while it is in a run, one ``bytes`` record (the run's first and last
-minute and the times of its first and last request as four float64, then its org and a
-64-bit key of its payment; about 85 bytes with a 14-character org, 120 with the id's dict
+minute as int32 and the times of its first and last request as float64, then its org and a
+64-bit key of its payment; about 80 bytes with a 14-character org, 120 with the id's dict
 entry) and one list entry under the minute its
 run last grew to; for about three hours after a run, its start and stop minute (one
 ``complex``, 32 bytes); if it is in a group, its support count there. Groups are dropped
@@ -91,12 +91,15 @@ _LN10 = math.log(10.0)
 _CRON_PERIODS = frozenset({15, 30, 60, 120, 180})
 #: How long the previous run is remembered (the longest period above, and then some).
 _PREV_MINUTES = 200
-#: A run's record: start minute, last minute, first and last request time (float64: a
-#: minute is ``int`` of a float, so a float64 holds it exactly), then a flags byte (which of
-#: org and payment the account declared), the payment's 8-byte key (:func:`_pay_key`) and
-#: the org's UTF-8 to the end. One bytes object instead of a list of six objects: ~85
-#: bytes per account in a run instead of ~330, none GC-tracked.
-_RUN = struct.Struct("<dddd")
+#: A run's record: start minute and last minute (int32: minutes since 1970 fit until the
+#: year 6053, see :data:`_MINUTES`), first and last request time (float64), then a flags
+#: byte (which of org and payment the account declared), the payment's 8-byte key
+#: (:func:`_pay_key`) and the org's UTF-8 to the end. One bytes object instead of a list of
+#: six objects: ~80 bytes per account in a run instead of ~330, none GC-tracked.
+_RUN = struct.Struct("<iidd")
+#: Minutes a run record holds. An account-window outside them (a replay with unbounded
+#: event times, ts beyond +-4,000 years) is not learnt: no real stream has one.
+_MINUTES = range(-(2**31), 2**31)
 _HAS_ORG = 1
 _HAS_PAY = 2
 _PAY_BYTES = 8
@@ -273,6 +276,8 @@ class CoactivityDetector:
         aid = x["account_id"]
         ts = float(x["ts"])
         m = int(ts // 60.0)
+        if m not in _MINUTES:
+            return
         first = float(x.get("first_ts", ts))
         last = float(x.get("last_ts", first))
         rec = self._run.get(aid)

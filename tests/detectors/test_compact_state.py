@@ -144,6 +144,12 @@ def test_run_record_round_trip() -> None:
         assert _unpack_ids(rec) == (org, None if pay is None else _pay_key(pay))
         assert _RUN.unpack_from(rec) == (29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001)
     assert len({_pay_key(f"pm_{i}") for i in range(10_000)}) == 10_000
+    # Minutes beyond int32 (a replay with unbounded event times) are not learnt, quietly.
+    det = CoactivityDetector()
+    for ts in (60.0 * 2**31, -60.0 * 2**31 - 60.0):
+        det.learn_one({"account_id": "far", "ts": ts, "org": "o", "payment": "p"})
+    det.learn_one({"account_id": "near", "ts": 60.0 * (2**31 - 1), "org": None})
+    assert sorted(det._run) == ["near"] and det.end_window(0.0, 60.0) == []
     for bad in ((7, None), (None, b"pm")):
         with pytest.raises(TypeError, match="str or None"):
             _pack_ids(*bad)  # type: ignore[arg-type]
