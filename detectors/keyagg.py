@@ -34,9 +34,10 @@ class KeyAgg:
     """One key's suspicious account-windows in the current cluster window."""
 
     __slots__ = (
+        "_e",
+        "_m",
         "harvesters",
         "key",
-        "members",
         "output_tokens",
         "regular",
         "requests",
@@ -49,8 +50,10 @@ class KeyAgg:
         #: The key this aggregates, as the one tuple the cluster detector keeps for it (the
         #: other structures of the cluster window point to it instead of holding copies).
         self.key = key
-        # account -> (young, org); one tuple per observed account-window, shared by its keys.
-        self.members: dict[str, tuple[bool, str | None]] = {}
+        # The members (see :attr:`members`): None, one account (its entry in ``_e``), or a
+        # dict account -> (young, org) from the second one on.
+        self._m: dict[str, tuple[bool, str | None]] | str | None = None
+        self._e: tuple[bool, str | None] | None = None
         self.young = 0
         self.regular = 0
         self.susp_aw = 0
@@ -78,14 +81,42 @@ class KeyAgg:
         self.susp_aw += 1
         self.requests += requests
         self.output_tokens += output_tokens
-        if account_id not in self.members:
-            self.members[account_id] = (young, org) if entry is None else entry
+        m = self._m
+        if type(m) is dict:
+            new = account_id not in m
+            if new:
+                m[account_id] = (young, org) if entry is None else entry
+        elif m is None:
+            new = True
+            self._m, self._e = account_id, (young, org) if entry is None else entry
+        elif m == account_id:
+            new = False
+        else:
+            new = True
+            self._m = {m: self._e, account_id: (young, org) if entry is None else entry}
+            self._e = None
+        if new:
             self.young += young
             self.regular += regular
         if harvester:
             if self.harvesters is None:
                 self.harvesters = set()
             self.harvesters.add(account_id)
+
+    @property
+    def members(self) -> dict[str, tuple[bool, str | None]]:
+        """account -> (young, org), in order of arrival; one entry tuple per observed
+        account-window, shared by its keys. Most keys have one suspect in a cluster window,
+        and a dict of one is 184 B: such a key keeps it in two slots and this is then a new
+        dict at each read (members are only ever added through :meth:`add`)."""
+        m = self._m
+        if type(m) is dict:
+            return m
+        return {} if m is None else {m: self._e}  # type: ignore[dict-item]
+
+    @members.setter
+    def members(self, members: dict[str, tuple[bool, str | None]]) -> None:
+        self._m, self._e = members, None
 
     @property
     def orgs(self) -> dict[str | None, int]:
