@@ -107,7 +107,7 @@ def dump(asm: CampaignAssembly) -> dict[str, Any]:
             "ix": [[bk, gid, fp] for bk, (gid, fp) in tpl._index.items()],
             "bands": tpl._bands,
             "seen": {g: _fl(t) for g, t in tpl._last_seen.items()},
-            "pend": [[bk, [[fp, a] for fp, a in items]] for bk, items in tpl._pending.items()],
+            "pend": [[bk, [[fp, a] for fp, a in tpl.candidates(bk)]] for bk in tpl._pending],
             "dirty": sorted(tpl._dirty),
         },
     }
