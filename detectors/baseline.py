@@ -513,6 +513,7 @@ def _subclass(root: type[AccountBaseline], grace_period: int,
     })
 
 
+@lru_cache(maxsize=256)
 def _configured(cls: type[AccountBaseline], grace_period: int,
                 threshold: float) -> type[AccountBaseline]:
     """The subclass of ``cls``'s root baseline class that carries this configuration: one
@@ -528,7 +529,8 @@ def _configured(cls: type[AccountBaseline], grace_period: int,
     """
     # A configured subclass names its root: from_bytes on one configures the root anew.
     root = vars(cls).get("_root", cls)
-    # Keyed by the threshold's bits (as saved): a NaN would equal no other key.
+    # Cached twice: here by the arguments (one lookup per new baseline), below by the
+    # threshold's bits (as saved), where a NaN, which equals no key here, finds its class.
     return _subclass(root, int(grace_period), struct.pack("<d", threshold))
 
 
