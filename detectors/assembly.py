@@ -65,8 +65,13 @@ class Candidate(NamedTuple):
     org: str | None
 
     @classmethod
-    def of(cls, s: AccountSummary) -> Candidate:
-        return cls(s.account_id, s.window_start, s.extraction, s.young, s.regular, s.org)
+    def of(cls, s: AccountSummary, prev: Candidate | None = None) -> Candidate:
+        """``s`` as a candidate; the id and org strings of ``prev`` (the account's previous
+        candidate, when equal) are kept instead of this window's decoded copies."""
+        if prev is None:
+            return cls(s.account_id, s.window_start, s.extraction, s.young, s.regular, s.org)
+        org = prev.org if prev.org == s.org else s.org
+        return cls(prev.account_id, s.window_start, s.extraction, s.young, s.regular, org)
 
     def to_wire(self) -> dict[str, Any]:
         """As a summary on the wire (what snapshots hold), without the fields not kept."""
@@ -235,6 +240,10 @@ class CampaignAssembly:
         candidates = self._candidates
         for account_id in sorted(pend.summaries):
             s = pend.summaries[account_id]
+            prev = candidates.get(account_id)
+            if prev is not None:
+                # The id string kept since its first window, not this window's copy.
+                account_id = prev.account_id
             keys = list(s.keys)
             seen_groups: set[str] = set()
             for fp in s.fps:
@@ -244,12 +253,12 @@ class CampaignAssembly:
                 gid = templates.lookup(v, end)
                 if gid is None:
                     templates.add(v, account_id)
-                    candidates[account_id] = Candidate.of(s)
+                    prev = candidates[account_id] = Candidate.of(s, prev)
                 elif gid not in seen_groups:
                     seen_groups.add(gid)
                     keys.append(("tpl", gid))
-            if account_id in candidates:
-                candidates[account_id] = Candidate.of(s)
+            if prev is not None:
+                candidates[account_id] = Candidate.of(s, prev)
             clusters.observe(
                 account_id, keys, extraction=s.extraction, young=s.young, regular=s.regular,
                 requests=s.requests, output_tokens=s.output_tokens, org=s.org,

@@ -34,8 +34,9 @@ from typing import Any
 
 from detectors.assembly import CampaignAssembly, Candidate
 from detectors.campaigns import Campaign
+from detectors.clusters import canonical_key
 from detectors.keyagg import KeyAgg, KeyBaseline
-from detectors.keys import KIND_NAMES, Key
+from detectors.keys import KIND_NAMES, STRONG_KINDS, Key
 from detectors.summary import AccountSummary, SummaryFormatError
 
 __all__ = ["VERSION", "StateFormatError", "dump", "load"]
@@ -106,7 +107,7 @@ def dump(asm: CampaignAssembly) -> dict[str, Any]:
             "ix": [[bk, gid, fp] for bk, (gid, fp) in tpl._index.items()],
             "bands": tpl._bands,
             "seen": {g: _fl(t) for g, t in tpl._last_seen.items()},
-            "pend": [[bk, [[fp, a] for fp, a in items]] for bk, items in tpl._pending.items()],
+            "pend": [[bk, [[fp, a] for fp, a in tpl.candidates(bk)]] for bk in tpl._pending],
             "dirty": sorted(tpl._dirty),
         },
     }
@@ -181,14 +182,16 @@ def _members(v: Any) -> dict[str, tuple[bool, str | None]]:
     return out
 
 
-def _load_agg(d: dict[str, Any]) -> KeyAgg:
-    a = KeyAgg()
+def _load_agg(k: Key, d: dict[str, Any]) -> KeyAgg:
+    a = KeyAgg(k)
     a.members = _members(d["m"])
     a.young, a.regular, a.susp_aw = _int(d["y"]), _int(d["r"]), _int(d["s"])
     a.requests, a.output_tokens, a.synced = _int(d["n"]), _int(d["o"]), _int(d["sy"])
     # Absent in snapshots written before harvesters were counted.
     a.harvesters = {_str(x) for x in _list(d.get("h", []))} or None
-    a.orgs = {_ostr(g): _int(n) for g, n in map(_list, _list(d["g"]))}
+    # Checked, but derived from the members now (KeyAgg.orgs).
+    for g, n in map(_list, _list(d["g"])):
+        _ostr(g), _int(n)
     return a
 
 
@@ -229,10 +232,19 @@ def load(asm: CampaignAssembly, state: Any) -> CampaignAssembly:
         cd = asm.clusters
         cd._cw_start = None if c["cw"] is None else _num(c["cw"])
         cd._tot = _counts(c["tot"])
-        cd._agg = {_key(k): _load_agg(_dict(v)) for k, v in map(_list, _list(c["agg"]))}
+        cd._agg = {}
+        for k, v in map(_list, _list(c["agg"])):
+            key = canonical_key(_key(k))
+            cd._agg[key] = _load_agg(key, _dict(v))
         cd._flagged_now = {_key(k) for k in _list(c["flag"])}
-        cd._acct_keys = {_str(acct): [_key(k) for k in _list(ks)]
-                         for acct, ks in map(_list, _list(c["ak"]))}
+        # Only strong keys are kept, as the aggregates' tuples; snapshots written before
+        # hold every key (the others never linked anything).
+        cd._acct_keys = {}
+        for acct, ks in map(_list, _list(c["ak"])):
+            keys = [_key(k) for k in _list(ks)]
+            cd._acct_keys[_str(acct)] = tuple(
+                agg.key if (agg := cd._agg.get(k)) is not None else canonical_key(k)
+                for k in keys if k[0] in STRONG_KINDS)
         cd._keys = {}
         for k, ew, n, last, recent in map(_list, _list(c["base"])):
             kb = cd._keys[_key(k)] = KeyBaseline()

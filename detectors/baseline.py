@@ -2,8 +2,8 @@
 kind of client is this account (its long-run profile)?
 
 All of an account's state is one ``array('d')`` of :data:`STATE_SIZE` floats (the
-:class:`AccountBaseline` object is that array: 464 bytes in memory with its header and
-five slots; 361 bytes saved): two :mod:`~detectors.rate` series (requests and output tokens per
+:class:`AccountBaseline` object is that array: 496 bytes in memory with its header and
+two slots; 361 bytes saved): two :mod:`~detectors.rate` series (requests and output tokens per
 active window, on a log scale), the timing of its requests across windows, and slow
 exponentially weighted shares that describe it (single-turn, ``max_tokens`` stops, output
 length), plus running totals. A new account starts from its cohort's prior (the
@@ -143,12 +143,24 @@ class AccountBaseline(array):
         Whose baseline; kept as :attr:`account_id`, never saved.
     """
 
-    __slots__ = ("_p", "_po", "account_id", "bucket", "threshold")
+    # The rate parameters and the threshold are the configuration's, the same for nearly
+    # every account: they live on a subclass per (grace period, threshold) (see
+    # :func:`_configured`), not in three slots of every baseline (issue 16: 24 B each).
+    __slots__ = ("account_id", "bucket")
+    _p: RateParams
+    _po: RateParams
+    threshold: float
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> AccountBaseline:
+    def __new__(
+        cls,
+        grace_period: int = 5,
+        threshold: float = 6.0,
+        prior: dict[str, tuple[float, float]] | None = None,
+        account_id: str | None = None,
+    ) -> AccountBaseline:
         # Exactly STATE_SIZE zeros (array("d", bytes) over-allocates 40 B); __init__ fills
         # them in.
-        return array.__new__(cls, "d", _ZEROS)
+        return array.__new__(_configured(cls, grace_period, threshold), "d", _ZEROS)
 
     def __init__(
         self,
@@ -163,11 +175,6 @@ class AccountBaseline(array):
         self.account_id = account_id
         #: The pipeline's eviction bucket of the account's last activity (not saved).
         self.bucket: int | None = None
-        self._p = account_params(grace_period)
-        # Output tokens per window swing more than counts (one long answer is 10x a short
-        # one): a wider floor.
-        self._po = account_params(grace_period, 0.7)
-        self.threshold = threshold
         s = self
         s[_CREATED] = math.nan
         s[_FIRST_SEEN] = math.nan
@@ -475,7 +482,7 @@ class AccountBaseline(array):
             raise StateFormatError(f"grace period {grace} outside 1..{MAX_GRACE}")
         if not (math.isfinite(threshold) and threshold > 0.0):
             raise StateFormatError(f"threshold {threshold!r} is not a positive finite number")
-        self = array.__new__(cls, "d", _ZEROS)
+        self = array.__new__(_configured(cls, grace, threshold), "d", _ZEROS)
         # A version-1 blob fills the slots before the ramp run; the run stays empty (zeros).
         memoryview(self).cast("B")[: 8 * size] = blob[HEADER.size :]
         if _BIG_ENDIAN:
@@ -484,10 +491,47 @@ class AccountBaseline(array):
             raise StateFormatError("ramp run state out of range")
         self.account_id = None
         self.bucket = None
-        self._p = account_params(grace)
-        self._po = account_params(grace, 0.7)
-        self.threshold = threshold
         return self
+
+
+@lru_cache(maxsize=256)
+def _subclass(root: type[AccountBaseline], grace_period: int,
+              threshold_bits: bytes) -> type[AccountBaseline]:
+    (threshold,) = struct.unpack("<d", threshold_bits)
+    return type(root.__name__, (root,), {
+        "__slots__": (),
+        "_root": root,
+        "__module__": root.__module__,
+        "__qualname__": root.__qualname__,
+        "__doc__": f"{root.__name__} with grace period {grace_period} and threshold "
+                   f"{threshold!r} (see _configured).",
+        "_p": account_params(grace_period),
+        # Output tokens per window swing more than counts (one long answer is 10x a short
+        # one): a wider floor.
+        "_po": account_params(grace_period, 0.7),
+        "threshold": threshold,
+    })
+
+
+@lru_cache(maxsize=256)
+def _configured(cls: type[AccountBaseline], grace_period: int,
+                threshold: float) -> type[AccountBaseline]:
+    """The subclass of ``cls``'s root baseline class that carries this configuration: one
+    class per (grace period, threshold), shared by every account with it, so a baseline
+    keeps only its id and eviction bucket in slots. A class outside the cache (forged
+    blobs with many distinct configurations) lives as long as its baselines.
+
+    >>> a, b = AccountBaseline(3, 4.0), AccountBaseline(grace_period=3, threshold=4.0)
+    >>> type(a) is type(b) and isinstance(a, AccountBaseline), a.threshold, a.grace_period
+    (True, 4.0, 3)
+    >>> type(AccountBaseline(5, 4.0)) is type(a)
+    False
+    """
+    # A configured subclass names its root: from_bytes on one configures the root anew.
+    root = vars(cls).get("_root", cls)
+    # Cached twice: here by the arguments (one lookup per new baseline), below by the
+    # threshold's bits (as saved), where a NaN, which equals no key here, finds its class.
+    return _subclass(root, int(grace_period), struct.pack("<d", threshold))
 
 
 def _restore(blob: bytes, account_id: str | None) -> AccountBaseline:

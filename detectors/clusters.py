@@ -50,10 +50,23 @@ from detectors.campaign_findings import campaign_findings
 from detectors.campaigns import Campaign, CampaignBook, UnionFind
 from detectors.findings import Finding
 from detectors.keyagg import KeyAgg, KeyBaseline, fold_baselines, key_stats, org_dominated
-from detectors.keys import STRONG_KINDS, Key, key_label
+from detectors.keys import KIND_NAMES, STRONG_KINDS, Key, key_label
 from detectors.pivot import pivot_finding, track_models
 
-__all__ = ["Campaign", "ClusterDetector"]
+__all__ = ["Campaign", "ClusterDetector", "canonical_key"]
+
+# Each kind name as one string object: keys decoded from the wire carry their own copies.
+_KINDS = {k: k for k in KIND_NAMES}
+
+
+def canonical_key(k: Key) -> Key:
+    """``k`` with its kind as the module's string (equal, one object for every key).
+
+    >>> canonical_key(("p" + "ay", "c1"))[0] is canonical_key(("pay", "c2"))[0]
+    True
+    """
+    kind = _KINDS.get(k[0])
+    return k if kind is None or kind is k[0] else (kind, *k[1:])
 
 
 class ClusterDetector:
@@ -131,7 +144,10 @@ class ClusterDetector:
         self._agg: dict[Key, KeyAgg] = {}
         self._touched: set[Key] = set()
         self._flagged_now: set[Key] = set()
-        self._acct_keys: dict[str, list[Key]] = {}
+        # Suspicious account -> its strong keys this cluster window (the keys' own tuples,
+        # from ``_agg``): only strong keys link flagged keys into one campaign, so only
+        # they are kept (issue 16: lists of every key's decoded tuple were ~36 B per account).
+        self._acct_keys: dict[str, tuple[Key, ...]] = {}
         self._keys: dict[Key, KeyBaseline] = {}
         self.book = CampaignBook()
         # Group id -> the campaign it was folded into (derived from the campaigns' groups).
@@ -171,10 +187,17 @@ class ClusterDetector:
         book = self.book
         campaigns = book.campaigns
         agg_map = self._agg
+        touched = self._touched
         prev = self._acct_keys.get(account_id)
-        self._acct_keys[account_id] = (
-            keys if prev is None else prev + [k for k in keys if k not in prev]
-        )
+        entry = (young, org)
+        if prev:
+            # The member tuple of its earlier windows, when it is the same: its aggregates
+            # then share one tuple for the cluster window, not one per account-window.
+            first = agg_map.get(prev[0])
+            old = first.members.get(account_id) if first is not None else None
+            if old == entry:
+                entry = old
+        strong: list[Key] = []
         campaigns_hit: set[str] = set()
         known = book.campaign_of(account_id)
         if known is not None:
@@ -184,10 +207,15 @@ class ClusterDetector:
         for k in keys:
             agg = agg_map.get(k)
             if agg is None:
-                agg = agg_map[k] = KeyAgg()
+                k = canonical_key(k)
+                agg = agg_map[k] = KeyAgg(k)
+            else:
+                k = agg.key  # the cluster window's one tuple of this key
             agg.add(account_id, young=young, regular=regular, org=org, requests=requests,
-                    output_tokens=output_tokens, harvester=harvester)
-            self._touched.add(k)
+                    output_tokens=output_tokens, harvester=harvester, entry=entry)
+            touched.add(k)
+            if k[0] in STRONG_KINDS:
+                strong.append(k)
             cid = book.key_campaign.get(k)
             if cid is not None:
                 cid = book.find(cid)
@@ -201,6 +229,9 @@ class ClusterDetector:
                     elif org is not None and c.members[account_id] is None:
                         c.members[account_id] = org  # joined where its org was not known
                     c.last_active = ts + self.window_s
+        self._acct_keys[account_id] = (
+            tuple(strong) if prev is None else prev + tuple(k for k in strong if k not in prev)
+        )
         for cid in campaigns_hit:
             c = campaigns[cid]
             c.requests += requests
@@ -363,7 +394,7 @@ class ClusterDetector:
         for k in onset:
             for a in self._agg[k].members:
                 for k2 in self._acct_keys.get(a, ()):
-                    if k2 == k or k2[0] not in STRONG_KINDS:
+                    if k2 == k:
                         continue
                     j = via.setdefault(k2, k)
                     if j != k:

@@ -31,8 +31,9 @@ previous run are a timer's and are not counted: many independent customers' cron
 at minute 0 of every hour, which is synchrony without coordination.
 
 State per account: while it is in a run, one ``bytes`` record (the run's first and last
-minute and the times of its first and last request as four float64, then its org and
-payment; about 100 bytes with the id's dict entry) and one list entry under the minute its
+minute as int32 and the times of its first and last request as float64, then its org and a
+64-bit key of its payment; about 80 bytes with a 14-character org, 120 with the id's dict
+entry) and one list entry under the minute its
 run last grew to; for about three hours after a run, its start and stop minute (one
 ``complex``, 32 bytes); if it is in a group, its support count there. Groups are dropped
 ``horizon_s`` after their last sync minute.
@@ -72,6 +73,7 @@ accounts seen in at least two of its sync minutes are listed.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import struct
 from collections import deque
@@ -89,42 +91,63 @@ _LN10 = math.log(10.0)
 _CRON_PERIODS = frozenset({15, 30, 60, 120, 180})
 #: How long the previous run is remembered (the longest period above, and then some).
 _PREV_MINUTES = 200
-#: A run's record: start minute, last minute, first and last request time (float64: a
-#: minute is ``int`` of a float, so a float64 holds it exactly), then org and payment, each
-#: a uint32 byte length (``_NONE`` for None) and its UTF-8. One bytes object instead of a
-#: list of six objects: ~100 bytes per account in a run instead of ~330, none GC-tracked.
-_RUN = struct.Struct("<dddd")
-_LEN = struct.Struct("<I")
-_NONE = 0xFFFFFFFF
-_NONE_BYTES = _LEN.pack(_NONE)
+#: A run's record: start minute and last minute (int32: minutes since 1970 fit until the
+#: year 6053, see :data:`_MINUTES`), first and last request time (float64), then a flags
+#: byte (which of org and payment the account declared), the payment's 8-byte key
+#: (:func:`_pay_key`) and the org's UTF-8 to the end. One bytes object instead of a list of
+#: six objects: ~80 bytes per account in a run instead of ~330, none GC-tracked.
+_RUN = struct.Struct("<iidd")
+#: Minutes a run record holds. An account-window outside them (a replay with unbounded
+#: event times, ts beyond +-4,000 years) is not learnt: no real stream has one.
+_MINUTES = range(-(2**31), 2**31)
+_HAS_ORG = 1
+_HAS_PAY = 2
+_PAY_BYTES = 8
 
 
-def _pack_id(v: str | None) -> bytes:
-    if v is None:
-        return _NONE_BYTES
-    if not isinstance(v, str):
-        raise TypeError(f"org and payment must be str or None, got {type(v).__name__}")
-    b = v.encode("utf-8", "surrogatepass")
-    return _LEN.pack(len(b)) + b
+def _pay_key(pay: str) -> int:
+    """What a run keeps of a payment fingerprint: a stable 64-bit digest. Groups only count
+    their distinct payments, and two of a group's payments share a digest with a chance of
+    about ``n**2 / 2**65`` (issue 16: the string and its length were ~19 bytes a run).
 
-
-def _unpack_ids(rec: bytes) -> tuple[str | None, str | None]:
-    """Org and payment of a run record.
-
-    >>> _unpack_ids(_RUN.pack(1, 2, 3.0, 4.0) + _pack_id("org-é") + _pack_id(None))
-    ('org-é', None)
+    >>> _pay_key("pm_1") == _pay_key("pm_1") != _pay_key("pm_2")
+    True
     """
-    out: list[str | None] = []
+    digest = hashlib.blake2b(pay.encode("utf-8", "surrogatepass"), digest_size=_PAY_BYTES)
+    return int.from_bytes(digest.digest(), "little")
+
+
+def _pack_ids(org: str | None, pay: str | None) -> bytes:
+    """The tail of a run record: flags, payment key, org."""
+    for v in (org, pay):
+        if v is not None and not isinstance(v, str):
+            raise TypeError(f"org and payment must be str or None, got {type(v).__name__}")
+    flags = (_HAS_ORG if org is not None else 0) | (_HAS_PAY if pay is not None else 0)
+    out = bytes((flags,))
+    if pay is not None:
+        out += _pay_key(pay).to_bytes(_PAY_BYTES, "little")
+    if org is not None:
+        out += org.encode("utf-8", "surrogatepass")
+    return out
+
+
+def _unpack_ids(rec: bytes) -> tuple[str | None, int | None]:
+    """Org and payment key of a run record.
+
+    >>> _unpack_ids(_RUN.pack(1, 2, 3.0, 4.0) + _pack_ids("org-é", None))
+    ('org-é', None)
+    >>> _unpack_ids(_RUN.pack(1, 2, 3.0, 4.0) + _pack_ids(None, "pm")) == (None, _pay_key("pm"))
+    True
+    """
     off = _RUN.size
-    for _ in range(2):
-        (n,) = _LEN.unpack_from(rec, off)
-        off += 4
-        if n == _NONE:
-            out.append(None)
-        else:
-            out.append(rec[off:off + n].decode("utf-8", "surrogatepass"))
-            off += n
-    return out[0], out[1]
+    flags = rec[off]
+    off += 1
+    pay = None
+    if flags & _HAS_PAY:
+        pay = int.from_bytes(rec[off:off + _PAY_BYTES], "little")
+        off += _PAY_BYTES
+    org = rec[off:].decode("utf-8", "surrogatepass") if flags & _HAS_ORG else None
+    return org, pay
 
 
 def poisson_tail_log10(k: int, lam: float) -> float:
@@ -145,7 +168,7 @@ class _Sync:
     last_ts: float = 0.0
     support: dict[str, int] = field(default_factory=dict)
     orgs: dict[str, str] = field(default_factory=dict)
-    pays: dict[str, str] = field(default_factory=dict)
+    pays: dict[str, int] = field(default_factory=dict)  # account -> payment key
     minutes: list[dict[str, Any]] = field(default_factory=list)  # newest sync minutes
     n_minutes: int = 0
     days: set[int] = field(default_factory=set)
@@ -253,6 +276,8 @@ class CoactivityDetector:
         aid = x["account_id"]
         ts = float(x["ts"])
         m = int(ts // 60.0)
+        if m not in _MINUTES:
+            return
         first = float(x.get("first_ts", ts))
         last = float(x.get("last_ts", first))
         rec = self._run.get(aid)
@@ -269,8 +294,8 @@ class CoactivityDetector:
                     self._run[aid] = (_RUN.pack(r_start, run_last, r_first,
                                                 max(r_lastts, last)) + rec[_RUN.size:])
                 return
-        self._run[aid] = (_RUN.pack(m, m, first, last)
-                          + _pack_id(x.get("org")) + _pack_id(x.get("payment")))
+        self._run[aid] = _RUN.pack(m, m, first, last) + _pack_ids(x.get("org"),
+                                                                   x.get("payment"))
         self._by_last.setdefault(m, []).append(aid)
         if rec is not None:
             # Its stop was never judged (no window closed in between): replaced.

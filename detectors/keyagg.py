@@ -11,8 +11,8 @@ Examples
 >>> agg = KeyAgg()
 >>> for acct in ["a", "b", "a"]:
 ...     agg.add(acct, young=True, regular=False, org=None, requests=2, output_tokens=10)
->>> len(agg.members), agg.susp_aw, agg.requests, agg.young
-(2, 3, 6, 2)
+>>> len(agg.members), agg.susp_aw, agg.requests, agg.young, agg.orgs
+(2, 3, 6, 2, {None: 2})
 >>> n, share, z = key_stats(agg, total=6, baseline=None)
 >>> n, share, round(z, 2)
 (2, 0.5, 2.0)
@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from detectors.keys import Key
+
 __all__ = ["KeyAgg", "KeyBaseline", "fold_baselines", "key_stats", "org_dominated"]
 
 
@@ -32,9 +34,10 @@ class KeyAgg:
     """One key's suspicious account-windows in the current cluster window."""
 
     __slots__ = (
+        "_e",
+        "_m",
         "harvesters",
-        "members",
-        "orgs",
+        "key",
         "output_tokens",
         "regular",
         "requests",
@@ -43,14 +46,19 @@ class KeyAgg:
         "young",
     )
 
-    def __init__(self) -> None:
-        self.members: dict[str, tuple[bool, str | None]] = {}  # account -> (young, org)
+    def __init__(self, key: Key | None = None) -> None:
+        #: The key this aggregates, as the one tuple the cluster detector keeps for it (the
+        #: other structures of the cluster window point to it instead of holding copies).
+        self.key = key
+        # The members (see :attr:`members`): None, one account (its entry in ``_e``), or a
+        # dict account -> (young, org) from the second one on.
+        self._m: dict[str, tuple[bool, str | None]] | str | None = None
+        self._e: tuple[bool, str | None] | None = None
         self.young = 0
         self.regular = 0
         self.susp_aw = 0
         self.requests = 0
         self.output_tokens = 0
-        self.orgs: dict[str | None, int] = {}
         self.synced = 0  # members already folded into the key's campaign
         # Members an account rule flagged as harvesters (rarely any: None until one).
         self.harvesters: set[str] | None = None
@@ -65,20 +73,60 @@ class KeyAgg:
         requests: int,
         output_tokens: int,
         harvester: bool = False,
+        entry: tuple[bool, str | None] | None = None,
     ) -> None:
-        """Count one suspicious account-window; a member counts once per cluster window."""
+        """Count one suspicious account-window; a member counts once per cluster window.
+        ``entry`` is ``(young, org)`` made once by the caller for all of the account's keys
+        (issue 16: a tuple per member per key was ~17 B per account)."""
         self.susp_aw += 1
         self.requests += requests
         self.output_tokens += output_tokens
-        if account_id not in self.members:
-            self.members[account_id] = (young, org)
+        m = self._m
+        if type(m) is dict:
+            new = account_id not in m
+            if new:
+                m[account_id] = (young, org) if entry is None else entry
+        elif m is None:
+            new = True
+            self._m, self._e = account_id, (young, org) if entry is None else entry
+        elif m == account_id:
+            new = False
+        else:
+            new = True
+            self._m = {m: self._e, account_id: (young, org) if entry is None else entry}
+            self._e = None
+        if new:
             self.young += young
             self.regular += regular
-            self.orgs[org] = self.orgs.get(org, 0) + 1
         if harvester:
             if self.harvesters is None:
                 self.harvesters = set()
             self.harvesters.add(account_id)
+
+    @property
+    def members(self) -> dict[str, tuple[bool, str | None]]:
+        """account -> (young, org), in order of arrival; one entry tuple per observed
+        account-window, shared by its keys. Most keys have one suspect in a cluster window,
+        and a dict of one is 184 B: such a key keeps it in two slots and this is then a new
+        dict at each read (members are only ever added through :meth:`add`)."""
+        m = self._m
+        if type(m) is dict:
+            return m
+        return {} if m is None else {m: self._e}  # type: ignore[dict-item]
+
+    @members.setter
+    def members(self, members: dict[str, tuple[bool, str | None]]) -> None:
+        self._m, self._e = members, None
+
+    @property
+    def orgs(self) -> dict[str | None, int]:
+        """Members per organisation, in order of each organisation's first member: derived
+        from :attr:`members` (a dict per key was ~18 B per account; only
+        :func:`org_dominated` and snapshots read it)."""
+        out: dict[str | None, int] = {}
+        for _, org in self.members.values():
+            out[org] = out.get(org, 0) + 1
+        return out
 
 
 class KeyBaseline:

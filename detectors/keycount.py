@@ -59,63 +59,84 @@ def label_hashes(labels: Iterable[str]) -> np.ndarray:
                          dtype="<u8")
 
 
-# Counts stay int64 while no sum can reach this; past it they become Python ints (exact).
+# A key's count in the array, or _BIG: its count (past 254) is in Totals.big.
+_BIG = 255
 _INT64_LIMIT = 2**63
 
 
 class Totals:
     """Running counts per key, keyed by the 64-bit hash of the label: two arrays sorted by
-    hash (``uint64`` hashes, ``int64`` counts), 16 B per key, no label strings. The labels
-    that go on the wire are those a suspicious account touched, which the open window
-    keeps; the total only has to be found again by their hash.
+    hash, ``uint64`` hashes and ``uint8`` counts, 9 B per key and no label strings (issue
+    16: 16 B with ``int64`` counts). Most keys are one account's (its card, /24, org) and
+    count a few account-windows; a count past 254 is kept exact in :attr:`big` (hash ->
+    Python int; the array then holds ``255``). The labels that go on the wire are those a
+    suspicious account touched, which the open window keeps; the total only has to be
+    found again by their hash.
 
     Two labels with the same hash would share one total. With 64-bit hashes and ``k`` keys
     in a cluster window the chance is about ``k**2 / 2**65``: ~3e-6 per cluster window at
     10^7 keys, ~3e-10 at 10^5 (see docs/performance.md, "Detector state per account").
 
     >>> t = Totals()
-    >>> t.add(["a", "b"], [2, 3]); t.add(["b", "c"], [1, 5])
+    >>> t.add(["a", "b"], [2, 3]); t.add(["b", "c"], [1, 500])
     >>> t.get(["c", "b", "zz", "a"])
-    [5, 4, 0, 2]
-    >>> len(t)
-    3
+    [500, 4, 0, 2]
+    >>> len(t), len(t.big)
+    (3, 1)
     """
 
-    __slots__ = ("counts", "keys")
+    __slots__ = ("big", "counts", "keys")
 
     def __init__(self) -> None:
         self.keys = np.empty(0, dtype=np.uint64)
-        self.counts: np.ndarray = np.empty(0, dtype=np.int64)
+        self.counts: np.ndarray = np.empty(0, dtype=np.uint8)
+        self.big: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def add(self, labels: Iterable[str], counts: Iterable[int]) -> None:
-        """Add ``counts`` to the totals of ``labels`` (labels may repeat)."""
+        """Add ``counts`` (account-windows: never negative) to the totals of ``labels``
+        (labels may repeat)."""
         h = label_hashes(labels)
         if not len(h):
             return
         n = list(counts)
-        top = (int(self.counts.max()) if len(self.counts) else 0) + max(n) * len(n)
-        if top >= _INT64_LIMIT and self.counts.dtype != object:
-            self.counts = self.counts.astype(object)
-        n_arr = np.array(n, dtype=self.counts.dtype)
+        if min(n) < 0:
+            raise ValueError("a count of account-windows is never negative")
+        # Increments as int64 while no sum of them can overflow it, else as Python ints.
+        n_arr = np.array(n, dtype=np.int64 if sum(n) < _INT64_LIMIT - _BIG else object)
         order = np.argsort(h, kind="stable")
         h, n_arr = h[order], n_arr[order]
         if len(h) > 1:
             starts = np.flatnonzero(np.concatenate(([True], h[1:] != h[:-1])))
             if len(starts) < len(h):  # a label twice, or two labels of one hash
                 h, n_arr = h[starts], np.add.reduceat(n_arr, starts)
-        keys, tot = self.keys, self.counts
+        keys, small, big = self.keys, self.counts, self.big
         pos = np.searchsorted(keys, h)
         found = pos < len(keys)
         found[found] = keys[pos[found]] == h[found]
-        tot[pos[found]] += n_arr[found]
+        if found.any():
+            at, hf, inc = pos[found], h[found], n_arr[found]
+            cur = small[at]
+            was_big = cur == _BIG
+            tot = cur.astype(inc.dtype) + inc
+            now_big = ~was_big & (tot >= _BIG)
+            for hv, v in zip(hf[was_big].tolist(), inc[was_big].tolist(), strict=True):
+                big[hv] += v
+            for hv, v in zip(hf[now_big].tolist(), tot[now_big].tolist(), strict=True):
+                big[hv] = v
+            stay = ~(was_big | now_big)
+            small[at[stay]] = tot[stay]
+            small[at[now_big]] = _BIG
         new = ~found
         if new.any():
-            at = pos[new]
-            self.keys = np.insert(keys, at, h[new])
-            self.counts = np.insert(tot, at, n_arr[new])
+            hn, nv = h[new], n_arr[new]
+            over = nv >= _BIG
+            for hv, v in zip(hn[over].tolist(), nv[over].tolist(), strict=True):
+                big[hv] = v
+            self.keys = np.insert(keys, pos[new], hn)
+            self.counts = np.insert(small, pos[new], np.where(over, _BIG, nv).astype(np.uint8))
 
     def get(self, labels: Iterable[str]) -> list[int]:
         """The totals of ``labels`` (0 for a label never added), as Python ints."""
@@ -126,7 +147,11 @@ class Totals:
         pos = np.searchsorted(keys, h)
         pos[pos == len(keys)] = 0
         hit = keys[pos] == h
-        return np.where(hit, self.counts[pos], 0).tolist()
+        vals = np.where(hit, self.counts[pos], 0)
+        out: list[int] = vals.tolist()
+        for i in np.flatnonzero(vals == _BIG).tolist():
+            out[i] = self.big[int(h[i])]
+        return out
 
 
 class _Window:

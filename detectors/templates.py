@@ -56,8 +56,9 @@ class TemplateIndex:
         self._index: dict[int, tuple[str, int]] = {}
         self._bands: dict[str, int] = {}  # group id -> bands registered
         self._last_seen: dict[str, float] = {}
-        # This cluster window's candidates: band key -> [(fp, account), ...]
-        self._pending: dict[int, list[tuple[int, str]]] = {}
+        # This cluster window's candidates: band key -> (fp, account), or a list of them
+        # from the second (see :meth:`candidates`).
+        self._pending: dict[int, tuple[int, str] | list[tuple[int, str]]] = {}
         self._dirty: set[int] = set()
 
     @property
@@ -67,9 +68,10 @@ class TemplateIndex:
     def _register(self, gid: str, fp: int) -> None:
         if self._bands[gid] >= _MAX_BANDS_PER_GROUP:
             return
+        hit = (gid, fp)  # one tuple for every band it registers (issue 16)
         for bk in band_keys(fp):
             if bk not in self._index:
-                self._index[bk] = (gid, fp)
+                self._index[bk] = hit
                 self._bands[gid] += 1
 
     def lookup(self, fp: int, ts: float = 0.0) -> str | None:
@@ -85,21 +87,38 @@ class TemplateIndex:
 
     def add(self, fp: int, account_id: str) -> None:
         """Remember an unmatched fingerprint of a suspicious account for this window."""
+        cand = (fp, account_id)  # one tuple in each of its four bands (issue 16)
+        pending = self._pending
         for bk in band_keys(fp):
-            bucket = self._pending.get(bk)
+            bucket = pending.get(bk)
             if bucket is None:
-                bucket = self._pending[bk] = []
-            if len(bucket) < 4096:
-                bucket.append((fp, account_id))
-                if len(bucket) >= self.min_accounts:
-                    self._dirty.add(bk)
+                # Most bands hold one candidate: the tuple itself, a list from the second.
+                pending[bk] = cand
+                n = 1
+            elif type(bucket) is tuple:
+                pending[bk] = [bucket, cand]
+                n = 2
+            elif len(bucket) < 4096:
+                bucket.append(cand)
+                n = len(bucket)
+            else:
+                continue
+            if n >= self.min_accounts:
+                self._dirty.add(bk)
+
+    def candidates(self, bk: int) -> list[tuple[int, str]]:
+        """The pending (fingerprint, account) candidates of band ``bk``."""
+        bucket = self._pending.get(bk)
+        if bucket is None:
+            return []
+        return [bucket] if type(bucket) is tuple else bucket  # type: ignore[list-item]
 
     def promote(self, ts: float = 0.0) -> dict[str, str]:
         """Found groups from buckets with enough distinct accounts; return account -> group
         for every account whose pending fingerprint joined one."""
         out: dict[str, str] = {}
         for bk in sorted(self._dirty):
-            bucket = self._pending.get(bk)
+            bucket = self.candidates(bk)
             if not bucket:
                 continue
             seed = bucket[0][0]

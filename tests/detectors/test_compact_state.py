@@ -10,7 +10,7 @@ import tracemalloc
 
 import pytest
 
-from detectors.coactivity import _RUN, CoactivityDetector, _pack_id, _unpack_ids
+from detectors.coactivity import _RUN, CoactivityDetector, _pack_ids, _pay_key, _unpack_ids
 from detectors.cohort import CohortDetector
 from tests.detectors.coactivity_reference import CoactivityDetector as ReferenceCoactivity
 from tests.detectors.cohort_reference import CohortDetector as ReferenceCohort
@@ -137,13 +137,22 @@ def test_swarm_state_of_young_accounts_that_are_no_suspects_is_small() -> None:
 
 
 def test_run_record_round_trip() -> None:
-    for org, pay in [(None, None), ("org-1", None), (None, "pm"), ("ö\udcff", "x" * 300)]:
-        rec = _RUN.pack(29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001) + _pack_id(org) + \
-            _pack_id(pay)
-        assert _unpack_ids(rec) == (org, pay)
+    for org, pay in [(None, None), ("org-1", None), (None, "pm"), ("ö\udcff", "x" * 300),
+                     ("", ""), ("\x00" * 9, "\udcff")]:
+        rec = _RUN.pack(29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001) + _pack_ids(org, pay)
+        # The payment is kept as its 64-bit key: groups only count distinct payments.
+        assert _unpack_ids(rec) == (org, None if pay is None else _pay_key(pay))
         assert _RUN.unpack_from(rec) == (29_833_333, 29_833_335, 1.5e9, 1.5e9 + 0.001)
-    with pytest.raises(TypeError, match="str or None"):
-        _pack_id(7)  # type: ignore[arg-type]
+    assert len({_pay_key(f"pm_{i}") for i in range(10_000)}) == 10_000
+    # Minutes beyond int32 (a replay with unbounded event times) are not learnt, quietly.
+    det = CoactivityDetector()
+    for ts in (60.0 * 2**31, -60.0 * 2**31 - 60.0):
+        det.learn_one({"account_id": "far", "ts": ts, "org": "o", "payment": "p"})
+    det.learn_one({"account_id": "near", "ts": 60.0 * (2**31 - 1), "org": None})
+    assert sorted(det._run) == ["near"] and det.end_window(0.0, 60.0) == []
+    for bad in ((7, None), (None, b"pm")):
+        with pytest.raises(TypeError, match="str or None"):
+            _pack_ids(*bad)  # type: ignore[arg-type]
 
 
 def _bytes_per_account(det, feed, ids: list[str]) -> float:
@@ -202,7 +211,7 @@ def test_baseline_is_one_exactly_sized_array_and_round_trips() -> None:
     assert c.account_id is None  # the id is the record's key, not part of the blob
     # Copies keep the slots (array's own copy and pickle would drop them).
     for d in (copy.copy(b), copy.deepcopy(b), pickle.loads(pickle.dumps(b))):
-        assert type(d) is AccountBaseline and d is not b
+        assert type(d) is type(b) and isinstance(d, AccountBaseline) and d is not b
         assert d.to_bytes() == b.to_bytes() and d.account_id == "a1"
         assert d.score_one({"requests": 50.0, "output_tokens": 1e5}) == \
             b.score_one({"requests": 50.0, "output_tokens": 1e5})

@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import numpy as np
+import pytest
 
 from detectors.keycount import KeyCounter, Totals, label_hashes
 from detectors.summary import decode, encode_chunks
@@ -130,10 +131,27 @@ def test_totals_grow_sorted_and_exact() -> None:
             ref[lab] = ref.get(lab, 0) + n
         assert len(t) == len(ref)
         assert bool(np.all(t.keys[1:] > t.keys[:-1]))
-        assert t.keys.dtype == np.uint64 and t.counts.dtype == np.int64
+        assert t.keys.dtype == np.uint64 and t.counts.dtype == np.uint8
     probe = [*ref, "never", "k-1"]
     assert t.get(probe) == [ref.get(p, 0) for p in probe]
-    assert t.keys.nbytes + t.counts.nbytes == 16 * len(ref)
+    assert t.keys.nbytes + t.counts.nbytes == 9 * len(ref)
+    assert len(t.big) == sum(1 for n in ref.values() if n >= 255)
+
+
+def test_totals_past_254_move_to_big_and_stay_exact() -> None:
+    rng = random.Random(4)
+    t, ref = Totals(), {}
+    for _ in range(60):
+        labels = [f"k{rng.randint(0, 40)}" for _ in range(rng.randint(1, 60))]
+        ns = [rng.choice([0, 1, 2, 7, 120, 254, 255, 256, 1000]) for _ in labels]
+        t.add(labels, ns)
+        for lab, n in zip(labels, ns, strict=True):
+            ref[lab] = ref.get(lab, 0) + n
+        assert t.get([*ref, "never"]) == [*ref.values(), 0]
+        assert sorted(t.big.values()) == sorted(n for n in ref.values() if n >= 255)
+        assert bool(np.all((t.counts == 255) == np.isin(t.keys, list(t.big))))
+    with pytest.raises(ValueError, match="never negative"):
+        t.add(["k1"], [-1])
 
 
 def test_totals_past_int64_stay_exact() -> None:
