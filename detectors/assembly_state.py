@@ -91,7 +91,9 @@ def dump(asm: CampaignAssembly) -> dict[str, Any]:
             "cw": None if cd._cw_start is None else cd._cw_start,
             "tot": cd._tot,
             "agg": [[_k(k), _agg(a)] for k, a in cd._agg.items()],
-            "flag": [_k(k) for k in cd._flagged_now],
+            # A set: sorted so that the same state always makes the same snapshot (its
+            # iteration order follows the process's string hash seed).
+            "flag": [_k(k) for k in sorted(cd._flagged_now, key=repr)],
             "ak": [[a, [_k(k) for k in ks]] for a, ks in cd._acct_keys.items()],
             "base": [[_k(k), _fl(b.ew_susp), b.windows, _fl(b.last_seen),
                       [[a, y, o] for a, (y, o) in b.recent.items()]]
