@@ -204,3 +204,54 @@ def test_by_source_keeps_each_account_windows_labels_with_its_source() -> None:
     one = w.by_source(dict.fromkeys(w.accounts, 1))
     assert list(one) == [1] and one[1] == (w.summaries, w.labels)
     assert WindowSummaries(0.0, [], [], [], []).by_source({}) == {}
+
+
+def _route_one_by_one(window_start: float, source: int, summaries: list[AccountSummary], *,
+                      parts: int, suspicious: float) -> dict[int, dict[str, Any]]:
+    """``route`` before its entries were split by key partition in C: one
+    ``key_partition`` call and append per label."""
+    from collections import Counter
+
+    from detectors.summary import key_label, key_partition
+
+    counts: Counter[str] = Counter()
+    scounts: Counter[str] = Counter()
+    susp: dict[int, list[dict[str, Any]]] = {}
+    for s in summaries:
+        ls = [key_label(k) for k in s.keys]
+        counts.update(ls)
+        if s.extraction >= suspicious:
+            scounts.update(ls)
+            susp.setdefault(key_partition(s.account_id, parts), []).append(s.to_wire())
+    out: dict[int, dict[str, Any]] = {}
+
+    def batch(q: int) -> dict[str, Any]:
+        if q not in out:
+            out[q] = {"t": "kb", "w": window_start, "p": source, "keys": [], "susp": []}
+        return out[q]
+
+    batch(source % parts)
+    for label in sorted(counts):
+        batch(key_partition(label, parts))["keys"].append((label, counts[label],
+                                                           scounts.get(label, 0)))
+    for q, items in susp.items():
+        batch(q)["susp"] = sorted(items, key=lambda d: d["a"])
+    return out
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5, 16, 64])
+def test_route_splits_by_key_partition_as_one_label_at_a_time(parts: int) -> None:
+    rng = random.Random(parts)
+    for n in (0, 1, 3, 40, 2000):
+        summaries = [
+            AccountSummary(f"a{i}", 60.0,
+                           [("ip24", f"10.{rng.randrange(9)}.{rng.randrange(99)}"),
+                            ("asn", rng.choice([1, 7, None])),
+                            ("ua", rng.choice(["ünï/1", "x" * rng.randrange(1, 50)]))],
+                           rng.random(), True, False, 1, 1, None, None, [])
+            for i in range(n)]
+        source = rng.randrange(8)
+        got = route(60.0, source, summaries, parts=parts, suspicious=0.9)
+        want = _route_one_by_one(60.0, source, summaries, parts=parts, suspicious=0.9)
+        assert list(got) == list(want)  # the batches in the same order
+        assert [encode(r) for r in got.values()] == [encode(r) for r in want.values()]
