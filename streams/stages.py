@@ -51,7 +51,8 @@ class IngestStage:
         self.cfg = cfg
         self.metrics = metrics
         # Cluster detection runs in its own stages (streams/cluster.py): this one publishes
-        # the account summaries of every closed window (pop_cluster_records).
+        # the key batches of every closed window (pop_cluster_records): every account-
+        # window's key counts, the suspects' summaries.
         self.detection = detection or Detection(**cfg.detection_kwargs(), local_clusters=False)
         #: Partitions of ``requests`` (sources) and of the per-key topic; the service sets
         #: them from the broker's metadata before the first batch.
