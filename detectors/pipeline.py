@@ -42,7 +42,7 @@ from detectors.params import DetectionParams
 from detectors.population import PopulationModel
 from detectors.ramp_rule import RampRule
 from detectors.shift_rule import ProfileShiftRule
-from detectors.summary import AccountSummary
+from detectors.summary import AccountSummary, WindowSummaries
 from detectors.windows import ClosedWindow, Windower
 
 __all__ = ["Detection", "Monitor"]
@@ -65,8 +65,9 @@ class Detection:
     local_clusters
         Run the cluster stages (:class:`~detectors.clusterchain.LocalClusterStages`) in this
         object, on every closed window (``replay``, tests). The worker passes False: it
-        publishes the window's account summaries (:meth:`pop_summaries`) to the per-key
-        stage and campaign assembly runs on its own topic.
+        publishes the window's suspects' summaries and the other account-windows' key
+        labels (:meth:`pop_summaries`) to the per-key stage and campaign assembly runs on
+        its own topic.
 
     The per-account rules are :class:`~detectors.baseline_rule.BaselineRule`
     (``account_baseline``), :class:`~detectors.extraction_rule.ExtractionRule`
@@ -143,9 +144,12 @@ class Detection:
             max_members=max_members,
         )
         self.cluster_stages = LocalClusterStages(**self.cluster_kwargs) if local_clusters else None
-        # Without local cluster stages: (window start, summaries) per closed window, for the
-        # worker to publish (pop_summaries).
-        self.summaries: list[tuple[float, list[AccountSummary], list[Finding]]] = []
+        # Without local cluster stages: each closed window's summaries and plain key labels,
+        # for the worker to publish (pop_summaries).
+        self.summaries: list[WindowSummaries] = []
+        #: Make an AccountSummary (with key tuples) of every account-window, suspect or not,
+        #: as before issue 16: for tests that compare the wire bytes of the two ways.
+        self.summarize_all = False
         # The swarm detector judges every account younger than the detection's young_days
         # (30), not only throwaways (its own default, 2 days): a slow campaign's accounts,
         # opened days before use, share a card and a /24 long before any one of them is
@@ -186,9 +190,10 @@ class Detection:
     def active_accounts(self) -> int:
         return len(self._baselines)
 
-    def pop_summaries(self) -> list[tuple[float, list[AccountSummary], list[Finding]]]:
-        """Account summaries and swarm groups of the windows closed since the last call
-        (``local_clusters`` off), oldest window first."""
+    def pop_summaries(self) -> list[WindowSummaries]:
+        """Account summaries (the suspects'), the other account-windows' key labels and the
+        swarm groups of the windows closed since the last call (``local_clusters`` off),
+        oldest window first."""
         out, self.summaries = self.summaries, []
         return out
 
@@ -374,11 +379,18 @@ class Detection:
         log1p = math.log1p
         cohort, coact = self.cohort, self.coactivity
         start = closed.start
-        # With in-process cluster stages, the key labels of the account-windows that are no
-        # suspect there (flat: strings are not tracked by the collector); the summaries are
-        # then only the suspects'. The worker publishes every summary (pop_summaries).
+        # The key labels of the account-windows that are no suspect (flat: strings are not
+        # tracked by the collector); the summaries are then only the suspects'. The worker
+        # also needs to know whose labels they are (it publishes per source): every
+        # account-window that counts, in order, with how many labels are its or -1 for "has
+        # the next summary" (WindowSummaries).
         plain_labels: list[str] = []
-        plain_below = self.cluster_stages.suspicious if self.cluster_stages is not None else None
+        local = self.cluster_stages is not None
+        accounts: list[str] = []
+        sizes: list[int] = []
+        plain_below = None if self.summarize_all else (
+            self.cluster_stages.suspicious if self.cluster_stages is not None
+            else self.suspicious)
         self._sample += 1
         self._priors = {}
         learn_population = self._sample % 4 == 0
@@ -476,13 +488,15 @@ class Detection:
                 spread = base.timing_spread
                 x_wire = min(1.0, max(0.0, extraction))
                 if plain_below is not None and x_wire < plain_below:
-                    # In-process cluster stages and no suspect there: only its key labels
-                    # count, so no summary and no key tuples (ten tracked objects an
-                    # account-window, alive until the window is routed, were most of the
-                    # collector's work at close). Added last, as the summary is: an account
-                    # whose detection raised counts in neither.
+                    # No suspect: only its key labels count, so no summary and no key tuples
+                    # (ten tracked objects an account-window, alive until the window is
+                    # routed, were most of the collector's work at close). Added last, as
+                    # the summary is: an account whose detection raised counts in neither.
                     labels, links = key_labels(ev)
                     plain_labels += labels
+                    if not local:
+                        accounts.append(account_id)
+                        sizes.append(len(labels))
                 else:
                     lk = labelled_keys(ev)
                     links = lk.links
@@ -501,6 +515,9 @@ class Detection:
                         False,
                         lk.labels,
                     ))
+                    if not local:
+                        accounts.append(account_id)
+                        sizes.append(-1)
             except Exception as err:
                 self._detect_failed(account_id, closed, err)
             if cohort is not None and coact is not None:
@@ -528,6 +545,8 @@ class Detection:
         if sustained:
             harvesters |= sustained
         if harvesters:
+            # Only summaries carry the mark: an account-window below suspicious has none, and
+            # route never put a non-suspect's summary (nor its mark) on the wire.
             for s in summaries:
                 if s.account_id in harvesters:
                     s.harvester = True
@@ -539,7 +558,8 @@ class Detection:
             out.extend(self.cluster_stages.window(closed.start, summaries, groups,
                                                   plain_labels=plain_labels))
         else:
-            self.summaries.append((closed.start, summaries, groups))
+            self.summaries.append(WindowSummaries(closed.start, summaries, accounts, sizes,
+                                                  plain_labels, groups))
         out.extend(lockstep)
         return out
 

@@ -2,13 +2,14 @@
 it travels: the wire records between the account stage, the per-key stage
 (:mod:`detectors.keycount`) and campaign assembly (:mod:`detectors.assembly`).
 
-Every account-window becomes an :class:`AccountSummary`. On the wire it is folded, per
-window, per source (a ``requests`` partition) and per key partition, into one *key batch*
-(:func:`route`): for each cluster key of that partition, how many account-windows carried
-it and how many of them were suspicious, plus the full summaries of the suspicious accounts
-(a few percent of accounts; they carry the fingerprints and models campaign assembly
-needs). Per account-window that is about 7 key counts (~25 bytes each) and, for a suspect,
-~250 bytes of summary.
+A suspicious account-window becomes an :class:`AccountSummary`; of the others the account
+stage keeps only their key labels (:class:`WindowSummaries`), all the batches need of them.
+On the wire they are folded, per window, per source (a ``requests`` partition) and per key
+partition, into one *key batch* (:func:`route`): for each cluster key of that partition,
+how many account-windows carried it and how many of them were suspicious, plus the full
+summaries of the suspicious accounts (a few percent of accounts; they carry the
+fingerprints and models campaign assembly needs). Per account-window that is about 7 key
+counts (~25 bytes each) and, for a suspect, ~250 bytes of summary.
 
 A key batch (and a window total of the per-key stage) that would be bigger than
 :data:`CHUNK_BYTES` encoded is split into *chunks* (:func:`encode_chunks`): records that
@@ -46,7 +47,7 @@ import math
 import zlib
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
 from operator import add, itemgetter
@@ -64,6 +65,7 @@ __all__ = [
     "AccountSummary",
     "ChunkLedger",
     "SummaryFormatError",
+    "WindowSummaries",
     "chunk_of",
     "decode",
     "encode",
@@ -204,6 +206,68 @@ class AccountSummary:
         )
 
 
+@dataclass(slots=True)
+class WindowSummaries:
+    """One closed window of the account stage as it goes to :func:`route`: the summaries
+    of its suspects, and only the key labels of its other account-windows.
+
+    A summary and its key tuples for each of tens of thousands of account-windows (about
+    ten objects the garbage collector tracks each, alive until the window is routed) were
+    most of the collector's work at window close, and the batches need only the labels of
+    an account-window that is no suspect. The worker splits the window by source (the
+    ``requests`` partition an account's events come from, :meth:`by_source`), so each
+    account-window stays attributable: ``accounts`` lists every account-window that counts
+    (not those whose detection raised), in window order, and ``sizes`` says, for each,
+    how many of the flat ``labels`` are its, or -1 where it has the next of ``summaries``
+    instead. Flat lists of strings and small ints: one tracked object each, not one per
+    account-window.
+
+    >>> s = AccountSummary("b", 0.0, [("asn", 1)], 0.9, True, True, 1, 2, None, None, [])
+    >>> w = WindowSummaries(0.0, [s], ["a", "b", "c"], [2, -1, 1], ["asn:1", "pay:x", "asn:2"])
+    >>> {p: ([x.account_id for x in xs], ls) for p, (xs, ls) in w.by_source({"c": 1}).items()}
+    {0: (['b'], ['asn:1', 'pay:x']), 1: ([], ['asn:2'])}
+    """
+
+    start: float
+    summaries: list[AccountSummary]
+    accounts: list[str]
+    sizes: list[int]
+    labels: list[str]
+    groups: list[Finding] = field(default_factory=list)
+
+    def by_source(
+        self, source_of: Mapping[str, int | None]
+    ) -> dict[int, tuple[list[AccountSummary], list[str]]]:
+        """Summaries and plain labels per source (``source_of`` an account's; source 0 for
+        an account it does not know or maps to None), sources in the order their first
+        account-window comes in the window: the order the worker has always published
+        them in, so the records keep their order on the topic."""
+        get = source_of.get
+        parts = list(map(get, self.accounts))
+        seen = set(parts)
+        if None in seen:
+            parts = [0 if p is None else p for p in parts]
+            seen = set(parts)
+        if len(seen) == 1:
+            # One source (a worker with one partition, or one whose window has accounts of
+            # one partition only): the window as it is, no pass per account-window.
+            return {parts[0]: (self.summaries, self.labels)}
+        out: dict[int, tuple[list[AccountSummary], list[str]]] = {
+            p: ([], []) for p in dict.fromkeys(parts)
+        }
+        summaries = iter(self.summaries)
+        labels = self.labels
+        pos = 0
+        for p, n in zip(parts, self.sizes, strict=True):
+            if n < 0:
+                out[p][0].append(next(summaries))
+            elif n:
+                end = pos + n
+                out[p][1].extend(labels[pos:end])
+                pos = end
+        return out
+
+
 def _is_id(v: Any) -> bool:
     return isinstance(v, str) and 0 < len(v) <= _MAX_ID
 
@@ -279,7 +343,11 @@ def _all_ids(xs: Iterable[Any]) -> bool:
 
 
 def fold_keys(
-    summaries: Iterable[AccountSummary], *, parts: int, suspicious: float
+    summaries: Iterable[AccountSummary],
+    *,
+    parts: int,
+    suspicious: float,
+    plain_labels: Iterable[str] = (),
 ) -> tuple[Counter[str], Counter[str], dict[int, list[dict[str, Any]]]]:
     """The columns of a window's key batches before they are split by key partition: how
     many account-windows carried each key label, how many of them were suspicious (only
@@ -287,6 +355,9 @@ def fold_keys(
     of their account, in summary order. :func:`route` makes the batches of it; the
     in-process cluster stages (:class:`~detectors.clusterchain.LocalClusterStages`) hand it
     to the per-key stage as it is (:meth:`~detectors.keycount.KeyCounter.add_folded`).
+    ``plain_labels``: the key labels, all in one sequence, of further account-windows that
+    are no suspects and have no summary (:class:`WindowSummaries`); they count as their
+    summaries' labels would.
 
     >>> s = AccountSummary("a1", 0.0, [("asn", 1), ("pay", "c")], 0.9, True, True, 1, 2,
     ...                    None, None, [])
@@ -297,7 +368,7 @@ def fold_keys(
     # Counted in C (Counter over the chained label lists) rather than a dict update per key
     # in Python: with about one event per account-window this fold was a quarter of the
     # window close. Every key counts; only suspicious account-windows count twice.
-    labels: list[list[str]] = []
+    labels: list[Iterable[str]] = []
     susp_labels: list[list[str]] = []
     susp: dict[int, list[dict[str, Any]]] = {}
     for s in summaries:
@@ -310,6 +381,7 @@ def fold_keys(
             # One key partition (replay, tests): no partition to hash per suspect.
             q = 0 if parts == 1 else key_partition(s.account_id, parts)
             susp.setdefault(q, []).append(s.to_wire())
+    labels.append(plain_labels)
     return (Counter(chain.from_iterable(labels)), Counter(chain.from_iterable(susp_labels)),
             susp)
 
@@ -322,13 +394,18 @@ def route(
     parts: int,
     suspicious: float,
     groups: Iterable[Finding] = (),
+    plain_labels: Iterable[str] = (),
 ) -> dict[int, dict[str, Any]]:
     """Fold one window's summaries of one ``source`` into key batches, one per key
     partition that has something (and always one on ``source % parts``, so the cluster
     stages know the window had accounts even when none carried a key). ``groups``
     (:data:`FOLDABLE_DETECTORS` findings of the window) ride in that batch (``g``): it is
-    deduplicated per (window, source) like the rest."""
-    counts, scounts, susp = fold_keys(summaries, parts=parts, suspicious=suspicious)
+    deduplicated per (window, source) like the rest. ``plain_labels``: the key labels of
+    the source's account-windows without a summary (no suspects, see
+    :class:`WindowSummaries`), counted as their summaries' would be: the batches are the
+    same as those of every account-window's summary."""
+    counts, scounts, susp = fold_keys(summaries, parts=parts, suspicious=suspicious,
+                                      plain_labels=plain_labels)
     out: dict[int, dict[str, Any]] = {}
 
     def batch(q: int) -> dict[str, Any]:
@@ -351,8 +428,21 @@ def route(
         # One key partition (replay, tests): no partition to hash per label.
         home["keys"] = list(entries)
     else:
-        for e in entries:
-            batch(key_partition(e[0], parts))["keys"].append(e)
+        # Split by key partition in C loops, not a key_partition call and an append per
+        # label (a million of them over bench400k, most of the worker's publishing):
+        # each label's partition as key_partition makes it, the label indexes sorted by
+        # partition (stable, so each partition keeps the sorted label order), one slice
+        # per partition. Batches still open in the order their first label comes, as
+        # they did when the entries were appended one by one (the records' order).
+        rows = list(entries)
+        qs = list(map(parts.__rmod__, map(zlib.crc32, map(str.encode, labels_sorted))))
+        order = sorted(range(len(qs)), key=qs.__getitem__)
+        per_q = Counter(qs)
+        ends = dict(zip(sorted(per_q), accumulate(map(per_q.__getitem__, sorted(per_q))),
+                        strict=True))
+        for q in dict.fromkeys(qs):
+            end = ends[q]
+            batch(q)["keys"] = list(map(rows.__getitem__, order[end - per_q[q] : end]))
     for q, items in susp.items():
         batch(q)["susp"] = sorted(items, key=lambda d: d["a"])
     return out

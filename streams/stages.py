@@ -17,7 +17,7 @@ from detectors.assembly import CAMPAIGN_DETECTORS
 from detectors.events import InvalidEvent, parse_event
 from detectors.findings import Finding
 from detectors.pipeline import Detection
-from detectors.summary import AccountSummary, encode, encode_chunks, route
+from detectors.summary import encode, encode_chunks, route
 from streams.config import Config
 from streams.dlq import dlq_record
 from streams.metrics import Metrics
@@ -51,7 +51,8 @@ class IngestStage:
         self.cfg = cfg
         self.metrics = metrics
         # Cluster detection runs in its own stages (streams/cluster.py): this one publishes
-        # the account summaries of every closed window (pop_cluster_records).
+        # the key batches of every closed window (pop_cluster_records): every account-
+        # window's key counts, the suspects' summaries.
         self.detection = detection or Detection(**cfg.detection_kwargs(), local_clusters=False)
         #: Partitions of ``requests`` (sources) and of the per-key topic; the service sets
         #: them from the broker's metadata before the first batch.
@@ -186,19 +187,22 @@ class IngestStage:
         parts, susp = self.key_parts, det.suspicious
         out = self._cluster_out
         account_partition = self.account_partition
-        for start, summaries, groups in det.pop_summaries():
-            by_source: dict[int, list[AccountSummary]] = {}
-            for s in summaries:
-                p = account_partition.get(s.account_id)
-                by_source.setdefault(p if p is not None else 0, []).append(s)
+        for win in det.pop_summaries():
+            # Per source, in the order the window's accounts first name them: summaries of
+            # the suspects, key labels of the rest (the same batches as every account-
+            # window's summary made).
+            by_source = win.by_source(account_partition)
+            groups = win.groups
             if groups and not by_source:
                 # Every account of the window failed detection: the groups still go on.
-                by_source[min(self._owned, default=0)] = []
+                by_source[min(self._owned, default=0)] = ([], [])
             # This worker's swarm groups ride once, with its first source's batch.
             first = min(by_source, default=0)
-            for p, group in by_source.items():
-                for q, rec in route(start, p, group, parts=parts, suspicious=susp,
-                                    groups=groups if p == first else ()).items():
+            start = win.start
+            for p, (summaries, plain) in by_source.items():
+                for q, rec in route(start, p, summaries, parts=parts, suspicious=susp,
+                                    groups=groups if p == first else (),
+                                    plain_labels=plain).items():
                     # In chunks of at most CHUNK_BYTES: a batch grows with the window's
                     # accounts, the producer and topic take about 1 MB.
                     out.extend((q, raw) for raw in encode_chunks(rec))

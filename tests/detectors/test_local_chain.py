@@ -187,6 +187,7 @@ def test_the_pipeline_hands_over_the_keys_of_every_summary_the_worker_would_publ
     assert local.cluster_stages is not None
     rec = local.cluster_stages = _Recorder(**local.cluster_kwargs)
     worker = Detection(local_clusters=False)
+    worker.summarize_all = True  # every account-window's summary, as before issue 16
     for det in (local, worker):
         for ev in events:
             det.add(ev)
@@ -195,8 +196,9 @@ def test_the_pipeline_hands_over_the_keys_of_every_summary_the_worker_would_publ
     bar = rec.suspicious
     assert len(published) == len(rec.seen) > 100
     n_plain = n_susp = 0
-    for (w, everyone, _), (start, suspects, plain) in zip(published, rec.seen, strict=True):
-        assert w == start
+    for win, (start, suspects, plain) in zip(published, rec.seen, strict=True):
+        assert win.start == start
+        everyone = win.summaries
         want = fold_keys(everyone, parts=1, suspicious=bar)
         got = fold_keys(suspects, parts=1, suspicious=bar)
         got[0].update(plain)
