@@ -156,7 +156,7 @@ class _Young:
 
 @dataclass(slots=True)
 class _Key:
-    # The label object ``_keys`` is keyed by: accounts' own key lists hold this one object
+    # The label object ``_keys`` is keyed by: accounts' own key dicts hold this one object
     # rather than the equal copy each window builds (prompt bands are rebuilt per window,
     # and the copies were a sixth of the detector's state).
     label: str = ""
