@@ -156,7 +156,15 @@ class _Young:
 
 @dataclass(slots=True)
 class _Key:
-    members: dict[str, float] = field(default_factory=dict)  # young suspect -> last ts
+    # The label object ``_keys`` is keyed by: accounts' own key dicts hold this one object
+    # rather than the equal copy each window builds (prompt bands are rebuilt per window,
+    # and the copies were a sixth of the detector's state).
+    label: str = ""
+    # Young suspects on the key, in order of first arrival. A list, not a dict: only
+    # membership and order are read, and most keys hold one to three members (a one-entry
+    # dict is 184 bytes, a one-entry list 64). At most ``max_key_members``, so a membership
+    # test is a short scan.
+    members: list[str] = field(default_factory=list)
     # Capped sample of old accounts; None while there is none (an empty set is 216 bytes,
     # and most keys are only ever used by young accounts).
     old: set[str] | None = None
@@ -337,12 +345,16 @@ class CohortDetector:
         own = rec.keys
         if own is None:
             own = rec.keys = {}
+        key_stats = self._keys
         for k in keys:
             # Capped: an account older than a throwaway sends many prompts, each with its
             # own bands; the first keys are the ones that link it before it is a suspect.
             if len(own) >= self.max_account_keys:
                 break
-            own[k] = None
+            if k not in own:
+                # The key's shared label object, if it has one, not this window's copy.
+                stat = key_stats.get(k)
+                own[k if stat is None else stat.label] = None
         linked: list[tuple[str, str]] = []
         # One link per other account, its first key: a second key to the same account would
         # find both in one group already (a no-op union), and an operator's accounts share
@@ -351,16 +363,19 @@ class CohortDetector:
         strong = e > self.harvest_min
         parent = self._parent
         grouped: list[_Key] = []
-        key_stats = self._keys
         own_root = self._find(aid) if aid in parent else aid
         for k in (keys if rec.registered else own):
             stat = key_stats.get(k)
             if stat is None:
-                stat = key_stats[k] = _Key()
-            elif stat.last_ts != ts:
-                # Same as ``_young``: keys stay in order of last use.
-                del key_stats[k]
-                key_stats[k] = stat
+                stat = key_stats[k] = _Key(label=k)
+            else:
+                # The shared label (bands and group evidence keep it; re-inserting under
+                # this window's copy would orphan ``label`` from the dict's own key).
+                k = stat.label
+                if stat.last_ts != ts:
+                    # Same as ``_young``: keys stay in order of last use.
+                    del key_stats[k]
+                    key_stats[k] = stat
             stat.last_ts = ts
             if aid not in stat.members and len(stat.members) >= self.max_key_members:
                 continue
@@ -391,8 +406,8 @@ class CohortDetector:
                     grouped.append(stat)
             elif strong and aid not in stat.members:
                 stat.one_group = False  # a member that links nobody through it
-            if strong or aid in stat.members:
-                stat.members[aid] = ts
+            if strong and aid not in stat.members:
+                stat.members.append(aid)
         if strong:
             rec.registered = True
             self._join(aid, rec, ts)
@@ -588,8 +603,8 @@ class CohortDetector:
         for a in gone:
             for k in self._young.pop(a).keys or ():
                 stat = self._keys.get(k)
-                if stat is not None:
-                    stat.members.pop(a, None)
+                if stat is not None and a in stat.members:
+                    stat.members.remove(a)
         keys = self._keys
         for k in list(takewhile(lambda k: keys[k].last_ts < cutoff, keys)):
             del keys[k]

@@ -281,3 +281,55 @@ def test_accounts_in_long_runs_keep_no_entry_in_every_minute_not_yet_judged() ->
     entries = sum(map(len, det._by_last.values()))
     # One entry per run and minute moved through without the compaction (16 x 300).
     assert entries <= 2 * 300 + len(det._by_last), entries
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+@pytest.mark.parametrize("caps", [(12, 5), (256, 64)])
+def test_shared_labels_and_member_lists_keep_the_reference_state(
+    seed: int, caps: tuple[int, int]
+) -> None:
+    """Key members as lists and accounts' keys as the key's shared label object (issue 16):
+    the same findings and scores as the reference, the same members per key in the same
+    order, the same keys per account; and no account holds its own copy of a key label."""
+    max_key_members, max_account_keys = caps
+    kw = {"young_days": 30.0, "min_members": 4, "horizon_s": 6 * 3600.0, "hold_s": 3600.0,
+          "max_key_members": max_key_members, "max_account_keys": max_account_keys}
+    new, ref = CohortDetector(**kw), ReferenceCohort(**kw)
+    n_found = 0
+    for kind, arg in _cohort_stream(seed):
+        if kind == "learn":
+            assert new.score_one(arg) == ref.score_one(arg)
+            new.learn_one(arg)
+            ref.learn_one(arg)
+            continue
+        fn, fr = new.end_window(arg, arg + 600.0), ref.end_window(arg, arg + 600.0)
+        assert fn == fr
+        n_found += len(fn)
+        assert list(new._keys) == list(ref._keys)
+        for k, stat in new._keys.items():
+            assert stat.members == list(ref._keys[k].members)
+            assert stat.label is k
+        for a, rec in new._young.items():
+            assert list(rec.keys or ()) == list(ref._young[a].keys or ())
+    assert n_found > 0
+
+
+def test_accounts_keep_the_keys_shared_label_not_their_windows_copy() -> None:
+    det = CohortDetector(young_days=30.0)
+
+    def x(a: str, ts: float, band: int = 7) -> dict[str, object]:
+        # Labels built afresh, as account_view does every window.
+        return {"account_id": a, "ts": ts, "age_days": 0.5, "org": a, "requests": 3,
+                "harvest_like": 3, "keys": ["".join(["pay:", "card"]),
+                                            f"tplb:0:{band:06x}", f"tplb:1:{band + 2:06x}"]}
+
+    det.learn_one(x("a1", T0))
+    det.learn_one(x("a2", T0 + 60.0))
+    det.learn_one(x("a1", T0 + 120.0))
+    labels = {k: stat.label for k, stat in det._keys.items()}
+    assert len(labels) == 3 and all(k is v for k, v in labels.items())
+    for a in ("a1", "a2"):
+        keys = det._young[a].keys or {}
+        assert list(keys) == list(labels)
+        assert all(k is labels[k] for k in keys)
+    assert all(stat.members == ["a1", "a2"] for stat in det._keys.values())
