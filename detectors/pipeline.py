@@ -225,7 +225,7 @@ class Detection:
         ts = base.last_ts
         # A forged or never-observed time files the account as long idle: evicted at the
         # next window close instead of never.
-        self._mark_active(base, ts if math.isfinite(ts) else 0.0)
+        self._mark_active(base, int((ts if math.isfinite(ts) else 0.0) // self._bucket_s))
 
     def has_open_window(self, account_id: str) -> bool:
         """Whether the account has counters in a window that has not closed yet."""
@@ -253,21 +253,21 @@ class Detection:
             out.extend(self._detect(closed))
             # Filed after detection, which made the new accounts' baselines (an account
             # whose detection failed before that has no state to evict).
-            mark, baselines, start = self._mark_active, self._baselines, closed.start
-            # The window's bucket, as _mark_active computes it: most accounts are filed
-            # there already (a bucket spans many windows), and skip the call.
-            b = int(start // self._bucket_s)
+            mark, baselines = self._mark_active, self._baselines
+            # Most accounts are filed in the window's bucket already (a bucket spans many
+            # windows), and skip the call.
+            b = int(closed.start // self._bucket_s)
             for account_id in closed.accounts:
                 base = baselines.get(account_id)
                 if base is not None and base.bucket != b:
-                    mark(base, start)
+                    mark(base, b)
             self._evict(closed.end)
         return out
 
     # -- eviction of inactive accounts (event time) --------------------------------------------
 
-    def _mark_active(self, base: AccountBaseline, ts: float) -> None:
-        b = int(ts // self._bucket_s)
+    def _mark_active(self, base: AccountBaseline, b: int) -> None:
+        """File the account under last-activity bucket ``b`` (``ts // bucket_s``)."""
         if base.bucket == b:
             return
         if b == self._last_bucket:
@@ -388,9 +388,8 @@ class Detection:
         local = self.cluster_stages is not None
         accounts: list[str] = []
         sizes: list[int] = []
-        plain_below = None if self.summarize_all else (
-            self.cluster_stages.suspicious if self.cluster_stages is not None
-            else self.suspicious)
+        # The cluster stages' bar (cluster_kwargs: the same value, in-process or not).
+        plain_below = None if self.summarize_all else self.suspicious
         self._sample += 1
         self._priors = {}
         learn_population = self._sample % 4 == 0
